@@ -1,0 +1,34 @@
+# make test   builds/reuses the cached Kubernetes binaries, installs the Python environment,
+#             and runs the whole suite against a real local control plane.
+# make demo   (arrives with the hub issue)
+SHELL := bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: test unit cluster binaries venv clean
+
+$(STAMP): pyproject.toml
+	@echo "[make] installing the Python environment in $(VENV)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+binaries:
+	@bash tools/build-binaries.sh >/dev/null
+
+test: venv binaries
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -m "not cluster and not emulation and not hub and not browser and not chart" $(PYTEST_ARGS)
+
+cluster: venv binaries
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .localcluster test-artifacts

@@ -1,0 +1,73 @@
+"""Runs inside a freshly forked pod process: private mount namespace, bind mounts, exec.
+
+Usage (by the local kubelet only): ``python -m localcluster.podexec SPEC.json``. The spec has
+``argv``, ``env``, ``cwd`` and ``mounts`` ([source, target, read_only]). The mounts are only
+visible to this process and its children: other pods and the host keep their own view.
+Mount points that do not exist yet are created on the host file system, as empty
+directories or files, because a bind mount needs a target.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    _check(
+        _libc.mount(source.encode() if source else None, target.encode(), None, flags, None),
+        f"mount {source} -> {target}",
+    )
+
+
+def enter_private_mount_namespace() -> None:
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS) (the local kubelet must run as root)")
+    # Without this, mounts made here would propagate back to the host's shared mounts.
+    _mount(None, "/", MS_REC | MS_PRIVATE)
+
+
+def bind(source: str, target: str, read_only: bool) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            open(target, "a").close()
+    _mount(source, target, MS_BIND | MS_REC)
+    if read_only:
+        _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def main(spec_path: str) -> None:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    enter_private_mount_namespace()
+    # Deepest targets last, so a mount inside another mount is not hidden by it.
+    for source, target, read_only in sorted(spec["mounts"], key=lambda m: m[1].count("/")):
+        bind(source, target, read_only)
+    cwd = spec.get("cwd") or "/"
+    os.makedirs(cwd, exist_ok=True)
+    os.chdir(cwd)
+    argv, env = spec["argv"], spec["env"]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError:
+        print(f"localcluster: executable {argv[0]!r} not found on PATH={env.get('PATH')}", file=sys.stderr)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

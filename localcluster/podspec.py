@@ -1,0 +1,357 @@
+"""Pure functions the local kubelet uses to turn a pod spec into something it can run.
+
+Nothing here talks to the API server: lookups are passed in as plain mappings, so every rule
+is unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class PodSpecError(Exception):
+    """A pod cannot be run locally; the message is shown on the pod's status and events."""
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    """How to run containers of images matching ``pattern`` (an fnmatch glob).
+
+    ``run``: the container's command and args run as a local process; ``entrypoint`` stands in
+    for the image's ENTRYPOINT when the container sets no ``command``. ``simulate``: no process;
+    the container is reported Running/Ready, and the named simulator (e.g. the vCluster
+    emulation) may add behaviour.
+    """
+
+    pattern: str
+    run: bool = False
+    entrypoint: tuple[str, ...] = ()
+    simulate: str | None = None
+
+    def argv(self, container: dict) -> list[str]:
+        command = container.get("command") or list(self.entrypoint)
+        if not command:
+            raise PodSpecError(
+                f"container {container['name']!r}: image {container.get('image')!r} has no "
+                f"command and its image rule {self.pattern!r} sets no entrypoint"
+            )
+        return list(command) + list(container.get("args") or [])
+
+
+@dataclass(frozen=True)
+class ImageMap:
+    rules: tuple[ImageRule, ...]
+    source: str = "<inline>"
+
+    @classmethod
+    def load(cls, path: Path) -> "ImageMap":
+        return cls.parse(yaml.safe_load(path.read_text()) or [], source=str(path))
+
+    @classmethod
+    def parse(cls, doc: list, source: str = "<inline>") -> "ImageMap":
+        rules = []
+        for i, entry in enumerate(doc):
+            if not isinstance(entry, dict) or "image" not in entry:
+                raise ValueError(f"{source}: rule {i} needs an 'image' glob")
+            if ("run" in entry) == ("simulate" in entry):
+                raise ValueError(f"{source}: rule {i} ({entry['image']}) needs exactly one of 'run' or 'simulate'")
+            run = entry.get("run")
+            rules.append(ImageRule(
+                pattern=entry["image"],
+                run="run" in entry,
+                entrypoint=tuple((run or {}).get("entrypoint") or ()),
+                simulate=entry.get("simulate"),
+            ))
+        return cls(tuple(rules), source)
+
+    def rule_for(self, image: str) -> ImageRule:
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(image, rule.pattern):
+                return rule
+        raise PodSpecError(
+            f"image {image!r} is not mapped to a local command or a simulation in {self.source}; "
+            f"add a rule for it"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Environment
+
+
+def _field_ref(path: str, pod: dict) -> str:
+    meta, spec, status = pod["metadata"], pod["spec"], pod.get("status") or {}
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.hostIP": status.get("hostIP"),
+        "status.podIP": status.get("podIP"),
+    }
+    if path in simple:
+        return simple[path] or ""
+    for prefix, source in (("metadata.labels", "labels"), ("metadata.annotations", "annotations")):
+        if path.startswith(prefix + "['") and path.endswith("']"):
+            return (meta.get(source) or {}).get(path[len(prefix) + 2:-2], "")
+        if path == prefix:
+            return "\n".join(f'{k}="{v}"' for k, v in sorted((meta.get(source) or {}).items()))
+    raise PodSpecError(f"fieldRef {path!r} is not supported by the local kubelet")
+
+
+def _key_ref(ref: dict, objects: dict, kind: str) -> str | None:
+    obj = objects.get(ref["name"])
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise PodSpecError(f"{kind} {ref['name']!r} not found")
+    if ref["key"] not in obj:
+        if ref.get("optional"):
+            return None
+        raise PodSpecError(f"key {ref['key']!r} not found in {kind} {ref['name']!r}")
+    return obj[ref["key"]]
+
+
+def container_env(
+    container: dict, pod: dict, *, secrets: dict[str, dict[str, str]],
+    config_maps: dict[str, dict[str, str]], base: dict[str, str],
+) -> dict[str, str]:
+    """The environment a container starts with, in the kubelet's precedence order:
+    ``base`` (service variables), then ``envFrom``, then ``env`` (later wins).
+
+    ``secrets``/``config_maps`` map names to already-decoded string data.
+    """
+    env = dict(base)
+    for source in container.get("envFrom") or []:
+        prefix = source.get("prefix", "")
+        for kind, objects, key in (("secret", secrets, "secretRef"), ("configMap", config_maps, "configMapRef")):
+            if key in source:
+                ref = source[key]
+                data = objects.get(ref["name"])
+                if data is None:
+                    if not ref.get("optional"):
+                        raise PodSpecError(f"{kind} {ref['name']!r} not found")
+                    continue
+                env.update({prefix + k: v for k, v in data.items()})
+    for var in container.get("env") or []:
+        if "valueFrom" not in var:
+            env[var["name"]] = _expand(var.get("value", ""), env)
+            continue
+        source = var["valueFrom"]
+        if "fieldRef" in source:
+            value = _field_ref(source["fieldRef"]["fieldPath"], pod)
+        elif "secretKeyRef" in source:
+            value = _key_ref(source["secretKeyRef"], secrets, "secret")
+        elif "configMapKeyRef" in source:
+            value = _key_ref(source["configMapKeyRef"], config_maps, "configMap")
+        elif "resourceFieldRef" in source:
+            value = _resource_field(container, source["resourceFieldRef"])
+        else:
+            raise PodSpecError(f"env {var['name']!r}: unsupported valueFrom {sorted(source)}")
+        if value is not None:
+            env[var["name"]] = value
+    return env
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion; ``$$`` escapes, unknown references stay verbatim."""
+    out, i = [], 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif value.startswith("$(", i) and ")" in value[i:]:
+            end = value.index(")", i)
+            name = value[i + 2:end]
+            out.append(env.get(name, value[i:end + 1]))
+            i = end + 1
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def expand_argv(argv: list[str], env: dict[str, str]) -> list[str]:
+    return [_expand(a, env) for a in argv]
+
+
+def _resource_field(container: dict, ref: dict) -> str:
+    kind, _, resource = ref["resource"].partition(".")
+    value = ((container.get("resources") or {}).get(kind) or {}).get(resource)
+    return str(value) if value is not None else "0"
+
+
+# ---------------------------------------------------------------------------------------
+# Volumes
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str        # path on this machine
+    target: str        # mountPath inside the container
+    read_only: bool = False
+
+
+@dataclass
+class VolumePlan:
+    """What the kubelet must write or resolve before a container can start."""
+
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)   # volume -> relpath -> bytes
+    empty_dirs: list[str] = field(default_factory=list)
+    host_paths: dict[str, str] = field(default_factory=dict)           # volume -> path
+    claims: dict[str, str] = field(default_factory=dict)               # volume -> PVC name
+    tokens: dict[str, list[dict]] = field(default_factory=dict)        # volume -> token sources
+
+
+def _items(data: dict[str, bytes], items: list | None, what: str, optional: bool) -> dict[str, bytes]:
+    if not items:
+        return dict(data)
+    out = {}
+    for item in items:
+        if item["key"] not in data:
+            if optional:
+                continue
+            raise PodSpecError(f"key {item['key']!r} not found in {what}")
+        out[item["path"]] = data[item["key"]]
+    return out
+
+
+def plan_volumes(
+    pod: dict, *, secrets: dict[str, dict[str, bytes]], config_maps: dict[str, dict[str, bytes]]
+) -> VolumePlan:
+    """Map each pod volume to files to write, a directory, or a claim to resolve.
+
+    Missing non-optional secrets/configMaps raise :class:`PodSpecError`, which the kubelet
+    treats like upstream's FailedMount: retried until they appear.
+    """
+    plan = VolumePlan()
+    for volume in pod["spec"].get("volumes") or []:
+        name = volume["name"]
+        if "emptyDir" in volume:
+            plan.empty_dirs.append(name)
+        elif "hostPath" in volume:
+            plan.host_paths[name] = volume["hostPath"]["path"]
+        elif "persistentVolumeClaim" in volume:
+            plan.claims[name] = volume["persistentVolumeClaim"]["claimName"]
+        elif "secret" in volume:
+            src = volume["secret"]
+            data = _lookup(secrets, src["secretName"], "secret", src.get("optional"))
+            plan.files[name] = _items(data, src.get("items"), f"secret {src['secretName']!r}", src.get("optional"))
+        elif "configMap" in volume:
+            src = volume["configMap"]
+            data = _lookup(config_maps, src["name"], "configMap", src.get("optional"))
+            plan.files[name] = _items(data, src.get("items"), f"configMap {src['name']!r}", src.get("optional"))
+        elif "downwardAPI" in volume:
+            plan.files[name] = _downward(volume["downwardAPI"]["items"], pod)
+        elif "projected" in volume:
+            files: dict[str, bytes] = {}
+            for source in volume["projected"]["sources"]:
+                if "serviceAccountToken" in source:
+                    plan.tokens.setdefault(name, []).append(source["serviceAccountToken"])
+                elif "secret" in source:
+                    src = source["secret"]
+                    data = _lookup(secrets, src["name"], "secret", src.get("optional"))
+                    files.update(_items(data, src.get("items"), f"secret {src['name']!r}", src.get("optional")))
+                elif "configMap" in source:
+                    src = source["configMap"]
+                    data = _lookup(config_maps, src["name"], "configMap", src.get("optional"))
+                    files.update(_items(data, src.get("items"), f"configMap {src['name']!r}", src.get("optional")))
+                elif "downwardAPI" in source:
+                    files.update(_downward(source["downwardAPI"]["items"], pod))
+                else:
+                    raise PodSpecError(f"volume {name!r}: unsupported projected source {sorted(source)}")
+            plan.files[name] = files
+        else:
+            kinds = sorted(k for k in volume if k != "name")
+            raise PodSpecError(f"volume {name!r}: type {kinds} is not supported by the local kubelet")
+    return plan
+
+
+def _lookup(objects: dict, name: str, kind: str, optional: bool | None) -> dict:
+    if name in objects:
+        return objects[name]
+    if optional:
+        return {}
+    raise PodSpecError(f"{kind} {name!r} not found")
+
+
+def _downward(items: list[dict], pod: dict) -> dict[str, bytes]:
+    out = {}
+    for item in items:
+        if "fieldRef" not in item:
+            raise PodSpecError(f"downwardAPI item {item['path']!r}: only fieldRef is supported")
+        out[item["path"]] = _field_ref(item["fieldRef"]["fieldPath"], pod).encode()
+    return out
+
+
+def container_mounts(container: dict, volume_dirs: dict[str, str]) -> list[Mount]:
+    """Bind mounts for one container, honouring ``subPath`` and ``readOnly``."""
+    mounts = []
+    for vm in container.get("volumeMounts") or []:
+        if vm["name"] not in volume_dirs:
+            raise PodSpecError(f"container {container['name']!r} mounts unknown volume {vm['name']!r}")
+        source = volume_dirs[vm["name"]]
+        sub = vm.get("subPath")
+        if sub:
+            normalized = posixpath.normpath(sub)
+            if normalized.startswith("..") or posixpath.isabs(normalized):
+                raise PodSpecError(f"subPath {sub!r} must be a relative path inside the volume")
+            source = posixpath.join(source, normalized)
+        mounts.append(Mount(source, vm["mountPath"], bool(vm.get("readOnly"))))
+    return mounts
+
+
+# ---------------------------------------------------------------------------------------
+# Pod IPs
+
+
+class IPPool:
+    """Unique loopback pod IPs: 127.1.0.1 upwards, reusing released addresses."""
+
+    def __init__(self, network: str = "127.1.0.0/16"):
+        self._hosts = ipaddress.ip_network(network).hosts()
+        self._free: list[str] = []
+        self.in_use: set[str] = set()
+
+    def allocate(self) -> str:
+        ip = self._free.pop(0) if self._free else str(next(self._hosts))
+        self.in_use.add(ip)
+        return ip
+
+    def release(self, ip: str) -> None:
+        if ip in self.in_use:
+            self.in_use.remove(ip)
+            self._free.append(ip)
+
+
+def readiness_target(container: dict) -> tuple[str, int | str, str | None] | None:
+    """What makes a container Ready: ("tcp", port, None), ("http", port, path), or None
+    (ready as soon as it runs). A readinessProbe wins; otherwise the first containerPort."""
+    probe = container.get("readinessProbe") or {}
+    if "httpGet" in probe:
+        return ("http", probe["httpGet"]["port"], probe["httpGet"].get("path", "/"))
+    if "tcpSocket" in probe:
+        return ("tcp", probe["tcpSocket"]["port"], None)
+    ports = container.get("ports") or []
+    if ports:
+        return ("tcp", ports[0]["containerPort"], None)
+    return None
+
+
+def resolve_port(container: dict, port: int | str) -> int:
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return p["containerPort"]
+    raise PodSpecError(f"container {container['name']!r} has no port named {port!r}")

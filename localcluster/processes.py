@@ -1,0 +1,105 @@
+"""Child processes that never outlive the process that started them.
+
+Every child gets ``PR_SET_PDEATHSIG``: if the supervisor dies for any reason (Ctrl-C,
+SIGKILL, a crashed test run) the kernel kills its children too, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """``preexec_fn`` for children: the kernel sends ``sig`` when the parent thread exits."""
+    _libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+
+class ManagedProcess:
+    """An asyncio child process whose output goes to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, *, env=None, cwd=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                preexec_fn=die_with_parent,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.returncode is not None:
+            raise RuntimeError(
+                f"{self.name} exited with code {self.proc.returncode}; "
+                f"last lines of {self.log_path}:\n{self.log_tail()}"
+            )
+
+    async def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(self.proc.wait(), grace)
+            except ProcessLookupError:
+                pass
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return self.proc.returncode
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+async def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str, alive=()):
+    """Poll an async ``predicate`` until truthy; fail early if a process in ``alive`` died."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        for proc in alive:
+            proc.check_alive()
+        try:
+            result = await predicate()
+        except Exception:  # not ready yet: connection refused, 500 during start-up, ...
+            result = None
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,279 @@
+"""The local cluster is a real Kubernetes: real API server, controllers, scheduler, and pods
+that run as real processes (pytest -m cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from localcluster.kube import api_client
+from localcluster.processes import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def python_pod(name: str, code_or_args, *, restart="Never", volumes=(), mounts=(), ports=(), image="python:3.11"):
+    args = code_or_args if isinstance(code_or_args, list) else ["-c", code_or_args]
+    return {
+        "metadata": {"name": name, "labels": {"test": name}},
+        "spec": {
+            "restartPolicy": restart,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main", "image": image, "command": ["python3"], "args": args,
+                "volumeMounts": list(mounts), "ports": [{"containerPort": p} for p in ports],
+            }],
+            "volumes": list(volumes),
+        },
+    }
+
+
+async def pod_phase(core, ns, name, *phases, timeout=60):
+    async def check():
+        pod = await core.read_namespaced_pod(name, ns)
+        return pod if pod.status.phase in phases else None
+    return await wait_for(check, timeout=timeout, what=f"pod {ns}/{name} in {phases}")
+
+
+async def pod_ready(core, ns, name, timeout=60):
+    async def check():
+        pod = await core.read_namespaced_pod(name, ns)
+        ready = [c for c in pod.status.conditions or [] if c.type == "Ready" and c.status == "True"]
+        return pod if ready else None
+    return await wait_for(check, timeout=timeout, what=f"pod {ns}/{name} Ready")
+
+
+async def gone(read, *args, timeout=60, what):
+    async def check():
+        try:
+            await read(*args)
+            return False
+        except ApiException as e:
+            return e.status == 404
+    await wait_for(check, timeout=timeout, what=what)
+
+
+def processes_matching(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+async def test_server_reports_its_real_version(kube):
+    info = await client.VersionApi(kube).get_code()
+    assert info.git_version == "v1.36.3"
+    nodes = await client.CoreV1Api(kube).list_node()
+    ready = {n.metadata.name: [c.status for c in n.status.conditions if c.type == "Ready"] for n in nodes.items}
+    assert ready == {"local-node-0": ["True"]}
+
+
+async def test_pod_runs_as_real_process_on_unique_pod_ip_and_stops_on_delete(kube, namespace):
+    core = client.CoreV1Api(kube)
+    port = 18080
+    marker = f"--directory=/tmp/{namespace}"  # unique to this test's processes
+    os.makedirs(f"/tmp/{namespace}", exist_ok=True)
+    for name in ("web-a", "web-b"):
+        await core.create_namespaced_pod(namespace, python_pod(
+            name, ["-m", "http.server", str(port), marker], restart="Always", ports=[port]))
+    a = await pod_ready(core, namespace, "web-a")
+    b = await pod_ready(core, namespace, "web-b")
+    assert a.status.pod_ip != b.status.pod_ip
+    assert a.status.pod_ip.startswith("127.") and a.spec.node_name == "local-node-0"
+    # Both listen on the same port, each on its own pod IP, as in separate network namespaces.
+    for ip in (a.status.pod_ip, b.status.pod_ip):
+        reader, writer = await asyncio.open_connection(ip, port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.0 200")
+        writer.close()
+    assert len(processes_matching(marker)) == 2
+
+    await core.delete_namespaced_pod("web-a", namespace)
+    await gone(core.read_namespaced_pod, "web-a", namespace, what="pod web-a deleted by the kubelet")
+    with pytest.raises(OSError):
+        await asyncio.open_connection(a.status.pod_ip, port)
+    assert len(processes_matching(marker)) == 1
+
+
+async def test_exit_codes_and_restart_policy(kube, namespace):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_pod(namespace, python_pod("ok", "print('done')"))
+    await core.create_namespaced_pod(namespace, python_pod("fails", "import sys; sys.exit(3)"))
+    await core.create_namespaced_pod(namespace, python_pod("retries", "import sys; sys.exit(1)", restart="OnFailure"))
+    ok = await pod_phase(core, namespace, "ok", "Succeeded")
+    assert ok.status.container_statuses[0].state.terminated.exit_code == 0
+    failed = await pod_phase(core, namespace, "fails", "Failed")
+    assert failed.status.container_statuses[0].state.terminated.exit_code == 3
+
+    async def restarted():
+        pod = await core.read_namespaced_pod("retries", namespace)
+        statuses = pod.status.container_statuses or []
+        return statuses and statuses[0].restart_count >= 1
+    await wait_for(restarted, timeout=30, what="OnFailure restart")
+    pod = await core.read_namespaced_pod("retries", namespace)
+    assert pod.status.container_statuses[0].last_state.terminated.exit_code == 1
+
+
+async def test_env_secrets_configmaps_and_service_account_token_are_mounted(kube, namespace):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"pw": "s3cr3t"}})
+    await core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"greeting": "hi"}})
+    check = (
+        "import os, sys, json;"
+        "t=open('/var/run/secrets/kubernetes.io/serviceaccount/token').read();"
+        "ns=open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read();"
+        "ok=(open('/etc/localcluster-test/creds/pw').read()=='s3cr3t' and os.environ['GREETING']=='hi'"
+        " and os.environ['POD_IP']==os.environ['LOCALCLUSTER_POD_IP'] and os.getcwd()=='/srv/localcluster-test/work'"
+        " and t.count('.')==2 and ns==os.environ['NS'] and os.environ['KUBERNETES_SERVICE_HOST']);"
+        "sys.exit(0 if ok else 1)"
+    )
+    body = python_pod("env", check, volumes=[{"name": "creds", "secret": {"secretName": "creds"}}],
+                      mounts=[{"name": "creds", "mountPath": "/etc/localcluster-test/creds", "readOnly": True}])
+    c = body["spec"]["containers"][0]
+    c["workingDir"] = "/srv/localcluster-test/work"
+    c["env"] = [
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    await core.create_namespaced_pod(namespace, body)
+    pod = await pod_phase(core, namespace, "env", "Succeeded", "Failed")
+    assert pod.status.phase == "Succeeded", pod.status.container_statuses[0].state.terminated.message
+    # The mount was private to the pod: the host sees only the empty mount point.
+    assert not Path("/etc/localcluster-test/creds/pw").exists()
+
+
+async def test_unmapped_image_fails_with_a_clear_message(kube, namespace):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_pod(namespace, python_pod("odd", "pass", image="example.org/unknown:1"))
+    pod = await pod_phase(core, namespace, "odd", "Failed")
+    assert "not mapped to a local command" in pod.status.message
+
+
+async def test_rwx_volume_written_by_one_pod_is_read_by_another(kube, namespace):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "shared"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "local-rwx",
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+    volume = {"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}
+    mount = {"name": "shared", "mountPath": "/srv/localcluster-test/shared"}
+    await core.create_namespaced_pod(namespace, python_pod(
+        "writer", f"open('/srv/localcluster-test/shared/f','w').write('{namespace}')", volumes=[volume], mounts=[mount]))
+    await pod_phase(core, namespace, "writer", "Succeeded")
+    await core.create_namespaced_pod(namespace, python_pod(
+        "reader", f"import sys; sys.exit(open('/srv/localcluster-test/shared/f').read() != '{namespace}')",
+        volumes=[volume], mounts=[mount]))
+    reader = await pod_phase(core, namespace, "reader", "Succeeded", "Failed")
+    assert reader.status.phase == "Succeeded"
+    pvc = await core.read_namespaced_persistent_volume_claim("shared", namespace)
+    assert pvc.status.phase == "Bound" and pvc.status.access_modes == ["ReadWriteMany"]
+
+
+@pytest.mark.parametrize("storage_class,survives", [("local-rwx", False), ("local-rwx-retain", True)])
+async def test_reclaim_policy_is_honoured(kube, namespace, cluster, storage_class, survives):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "c"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+
+    async def bound():
+        pvc = await core.read_namespaced_persistent_volume_claim("c", namespace)
+        return pvc if pvc.status.phase == "Bound" else None
+    pvc = await wait_for(bound, timeout=30, what="claim bound")
+    pv_name = pvc.spec.volume_name
+    data = cluster.state_dir / "volumes" / pv_name / "keep"
+    data.write_text("important")
+    await core.delete_namespaced_persistent_volume_claim("c", namespace)
+    if survives:
+        async def released():
+            pv = await core.read_persistent_volume(pv_name)
+            return pv.status.phase == "Released"
+        await wait_for(released, timeout=30, what="volume released")
+        assert data.read_text() == "important"
+        await core.delete_persistent_volume(pv_name)
+    else:
+        await gone(core.read_persistent_volume, pv_name, what="Delete volume removed")
+        assert not data.exists()
+
+
+async def test_namespace_deletion_completes(kube):
+    core = client.CoreV1Api(kube)
+    ns = f"t-doomed-{uuid.uuid4().hex[:6]}"
+    await core.create_namespace({"metadata": {"name": ns}})
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "x"}})
+    await core.create_namespaced_pod(ns, python_pod("sleeper", "import time; time.sleep(600)"))
+    await pod_phase(core, ns, "sleeper", "Running")
+    await core.delete_namespace(ns)
+    await gone(core.read_namespace, ns, timeout=90, what=f"namespace {ns} deleted")
+
+
+async def test_garbage_collector_deletes_owned_objects(kube, namespace):
+    core = client.CoreV1Api(kube)
+    owner = await core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
+    await core.create_namespaced_config_map(namespace, {"metadata": {"name": "owned", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}]}})
+    await core.delete_namespaced_config_map("owner", namespace)
+    await gone(core.read_namespaced_config_map, "owned", namespace, what="owned configmap collected")
+
+
+async def test_restricted_identity_is_denied_by_rbac(kube, namespace, cluster):
+    identity = cluster.mint_identity(f"alice-{namespace}", ("students",))
+    rbac = client.RbacAuthorizationV1Api(kube)
+    await rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]})
+    await rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "alice"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "User", "name": identity.user, "apiGroup": "rbac.authorization.k8s.io"}]})
+    alice = await api_client(identity.kubeconfig)
+    try:
+        core = client.CoreV1Api(alice)
+        await core.list_namespaced_config_map(namespace)  # allowed
+        for call in (core.list_namespaced_secret(namespace), core.list_namespace(),
+                     core.create_namespaced_config_map(namespace, {"metadata": {"name": "x"}})):
+            with pytest.raises(ApiException) as denied:
+                await call
+            assert denied.value.status == 403
+    finally:
+        await alice.close()
+
+
+async def test_statefulset_creates_pod_and_pvc_from_template(kube, namespace):
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    await apps.create_namespaced_stateful_set(namespace, {
+        "metadata": {"name": "db"},
+        "spec": {
+            "serviceName": "db", "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{
+                "name": "main", "image": "registry.k8s.io/pause:3.10",
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+        },
+    })
+    pod = await pod_ready(core, namespace, "db-0")
+    assert pod.metadata.owner_references[0].kind == "StatefulSet"
+    pvc = await core.read_namespaced_persistent_volume_claim("data-db-0", namespace)
+    assert pvc.spec.storage_class_name == "local-rwo"  # the default class
+
+    async def sts_ready():
+        sts = await apps.read_namespaced_stateful_set("db", namespace)
+        return sts.status.ready_replicas == 1
+    await wait_for(sts_ready, timeout=30, what="statefulset ready")

@@ -1,0 +1,137 @@
+"""Unit tests of the local kubelet's pure pod-spec logic (no cluster)."""
+
+import pytest
+
+from localcluster import podspec
+from localcluster.podspec import ImageMap, PodSpecError
+
+
+def pod(**spec):
+    return {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"},
+                     "annotations": {"a": "b"}},
+        "spec": {"nodeName": "n0", "serviceAccountName": "sa", "containers": [], **spec},
+        "status": {"podIP": "127.1.0.7"},
+    }
+
+
+def test_image_map_first_match_wins_and_unmapped_is_a_clear_error():
+    images = ImageMap.parse([
+        {"image": "python:*", "run": {"entrypoint": ["python3"]}},
+        {"image": "*", "simulate": "plain"},
+    ], source="rules.yaml")
+    assert images.rule_for("python:3.12").run
+    assert images.rule_for("ghcr.io/x").simulate == "plain"
+    with pytest.raises(PodSpecError, match="not mapped.*rules.yaml"):
+        ImageMap.parse([{"image": "python:*", "run": {}}], source="rules.yaml").rule_for("ubuntu")
+
+
+def test_image_rule_needs_run_or_simulate():
+    with pytest.raises(ValueError, match="exactly one"):
+        ImageMap.parse([{"image": "x"}])
+    with pytest.raises(ValueError, match="exactly one"):
+        ImageMap.parse([{"image": "x", "run": {}, "simulate": "plain"}])
+
+
+def test_argv_uses_entrypoint_only_without_command():
+    rule = ImageMap.parse([{"image": "*", "run": {"entrypoint": ["python3"]}}]).rule_for("i")
+    assert rule.argv({"name": "c", "args": ["-m", "http.server"]}) == ["python3", "-m", "http.server"]
+    assert rule.argv({"name": "c", "command": ["sh", "-c"], "args": ["echo"]}) == ["sh", "-c", "echo"]
+    bare = ImageMap.parse([{"image": "*", "run": {}}]).rule_for("i")
+    with pytest.raises(PodSpecError, match="no command"):
+        bare.argv({"name": "c", "image": "i"})
+
+
+def test_env_precedence_refs_and_expansion():
+    container = {
+        "name": "c",
+        "envFrom": [{"secretRef": {"name": "s"}, "prefix": "S_"}, {"configMapRef": {"name": "cm"}}],
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": "$(A)-$(MISSING)-$$(A)"},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": True}}},
+            {"name": "K", "value": "from-env"},
+        ],
+    }
+    env = podspec.container_env(
+        container, pod(), secrets={"s": {"pw": "hunter2"}}, config_maps={"cm": {"K": "from-cm"}},
+        base={"PATH": "/bin", "A": "base"},
+    )
+    assert env["PATH"] == "/bin"
+    assert env["S_pw"] == "hunter2" and env["PW"] == "hunter2"
+    assert env["A"] == "1"
+    assert env["B"] == "1-$(MISSING)-$(A)"
+    assert env["IP"] == "127.1.0.7" and env["APP"] == "x"
+    assert "OPT" not in env
+    assert env["K"] == "from-env"
+
+
+def test_env_missing_required_secret_fails():
+    container = {"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    with pytest.raises(PodSpecError, match="secret 's' not found"):
+        podspec.container_env(container, pod(), secrets={}, config_maps={}, base={})
+
+
+def test_plan_volumes_covers_every_supported_type():
+    p = pod(volumes=[
+        {"name": "home", "persistentVolumeClaim": {"claimName": "claim-1"}},
+        {"name": "sec", "secret": {"secretName": "s", "items": [{"key": "pw", "path": "dir/pw"}]}},
+        {"name": "cfg", "configMap": {"name": "cm"}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "host", "hostPath": {"path": "/srv"}},
+        {"name": "api", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"configMap": {"name": "cm", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+        ]}},
+    ])
+    plan = podspec.plan_volumes(p, secrets={"s": {"pw": b"x"}}, config_maps={"cm": {"ca.crt": b"CA"}})
+    assert plan.claims == {"home": "claim-1"}
+    assert plan.files["sec"] == {"dir/pw": b"x"}
+    assert plan.files["cfg"] == {"ca.crt": b"CA"}
+    assert plan.files["api"] == {"ca.crt": b"CA", "namespace": b"ns"}
+    assert plan.tokens["api"][0]["path"] == "token"
+    assert plan.empty_dirs == ["tmp"] and plan.host_paths == {"host": "/srv"}
+
+
+def test_plan_volumes_rejects_unknown_types_and_missing_inputs():
+    with pytest.raises(PodSpecError, match=r"type \['nfs'\] is not supported"):
+        podspec.plan_volumes(pod(volumes=[{"name": "v", "nfs": {"server": "x", "path": "/"}}]),
+                             secrets={}, config_maps={})
+    with pytest.raises(PodSpecError, match="secret 's' not found"):
+        podspec.plan_volumes(pod(volumes=[{"name": "v", "secret": {"secretName": "s"}}]),
+                             secrets={}, config_maps={})
+    optional = podspec.plan_volumes(
+        pod(volumes=[{"name": "v", "secret": {"secretName": "s", "optional": True}}]), secrets={}, config_maps={})
+    assert optional.files["v"] == {}
+
+
+def test_container_mounts_subpath_and_escape():
+    dirs = {"home": "/data/pv1"}
+    c = {"name": "c", "volumeMounts": [{"name": "home", "mountPath": "/home/u", "subPath": "u", "readOnly": True}]}
+    assert podspec.container_mounts(c, dirs) == [podspec.Mount("/data/pv1/u", "/home/u", True)]
+    bad = {"name": "c", "volumeMounts": [{"name": "home", "mountPath": "/x", "subPath": "../../etc"}]}
+    with pytest.raises(PodSpecError, match="relative path inside"):
+        podspec.container_mounts(bad, dirs)
+    with pytest.raises(PodSpecError, match="unknown volume"):
+        podspec.container_mounts({"name": "c", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}, dirs)
+
+
+def test_ip_pool_is_unique_and_reuses_released():
+    pool = podspec.IPPool()
+    a, b = pool.allocate(), pool.allocate()
+    assert a != b and a.startswith("127.1.")
+    pool.release(a)
+    assert pool.allocate() == a
+
+
+def test_readiness_target_prefers_probe_then_first_port():
+    assert podspec.readiness_target({"name": "c"}) is None
+    assert podspec.readiness_target({"name": "c", "ports": [{"containerPort": 8888}]}) == ("tcp", 8888, None)
+    c = {"name": "c", "ports": [{"containerPort": 8888, "name": "web"}],
+         "readinessProbe": {"httpGet": {"port": "web", "path": "/api"}}}
+    assert podspec.readiness_target(c) == ("http", "web", "/api")
+    assert podspec.resolve_port(c, "web") == 8888
