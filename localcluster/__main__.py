@@ -31,14 +31,11 @@ def _progress(msg: str) -> None:
 async def _up(args) -> int:
     state_dir = args.state_dir.resolve()
     if (state_dir / "cluster.json").exists():
-        try:
-            pid = ClusterState.read(state_dir).pid
-            os.kill(pid, 0)
+        pid = ClusterState.read(state_dir).pid
+        if _alive(pid):
             print(f"a local cluster already runs from {state_dir} (pid {pid}); "
                   f"'python -m localcluster down' stops it", file=sys.stderr)
             return 1
-        except (ProcessLookupError, ValueError, KeyError):
-            pass
     shutil.rmtree(state_dir, ignore_errors=True)  # every cluster starts from an empty etcd
     state_dir.mkdir(parents=True)
     binaries = ensure_binaries()
@@ -69,6 +66,15 @@ async def _up(args) -> int:
     return code
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by its parent) is not alive."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def _down(args) -> int:
     try:
         state = ClusterState.read(args.state_dir.resolve())
@@ -80,9 +86,7 @@ def _down(args) -> int:
     except ProcessLookupError:
         return 0
     for _ in range(600):
-        try:
-            os.kill(state.pid, 0)
-        except ProcessLookupError:
+        if not _alive(state.pid):
             return 0
         time.sleep(0.1)
     print(f"pid {state.pid} did not stop within 60 s; killing it", file=sys.stderr)
@@ -93,8 +97,9 @@ def _down(args) -> int:
 def _status(args) -> int:
     try:
         state = ClusterState.read(args.state_dir.resolve())
-        os.kill(state.pid, 0)
-    except (FileNotFoundError, ProcessLookupError):
+    except FileNotFoundError:
+        state = None
+    if state is None or not _alive(state.pid):
         print("down")
         return 3
     print(f"up (pid {state.pid})\nserver: {state.server}\nkubeconfig: {state.admin_kubeconfig}\n"

@@ -111,7 +111,7 @@ class ControlPlane:
         async with aiohttp.ClientSession() as http:
             async def etcd_healthy():
                 async with http.get(f"http://127.0.0.1:{etcd_client}/health") as r:
-                    return r.status == 200 and (await r.json()).get("health") == "true"
+                    return r.status == 200 and (await r.json(content_type=None)).get("health") == "true"
 
             await wait_for(etcd_healthy, timeout=timeout, what="etcd /health", alive=[etcd])
 
@@ -152,9 +152,9 @@ class ControlPlane:
             f"--authentication-kubeconfig={kcm.kubeconfig}",
             f"--authorization-kubeconfig={kcm.kubeconfig}",
             "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            # One identity for all controllers keeps the harness simple; the controllers'
-            # own RBAC is not what this project tests.
-            "--use-service-account-credentials=false",
+            # As in kubeadm clusters: each controller acts as its own service account, which
+            # is what the bootstrap RBAC roles are written for.
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={p / 'sa.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
             f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",

@@ -61,6 +61,9 @@ class Simulator(Protocol):
 
 
 class _AlwaysReady:
+    def __init__(self, kubelet):
+        pass
+
     async def start(self, pod, container, pod_ip):
         pass
 

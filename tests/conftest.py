@@ -94,5 +94,5 @@ def pytest_runtest_makereport(item, call):
     logs = sorted((state_dir / "logs").glob("*.log")) + sorted(state_dir.parent.glob("*.supervisor.log"))
     logs += sorted((state_dir / "pods").glob("*/*.log"))[-6:]
     for path in logs:
-        tail = "\n".join(path.read_text(errors="replace").splitlines()[-30:])
+        tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
         report.sections.append((f"log {path.relative_to(state_dir.parent)}", tail))
