@@ -14,12 +14,13 @@ from pathlib import Path
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
-from .controlplane import ControlPlane, Identity, mint_identity
+from .controlplane import ControlPlane, Identity, loopback_ranges, mint_identity
 from .kube import api_client
 from .kubelet import LocalKubelet
 from .podspec import ImageMap
 from .processes import wait_for
 from .provisioner import LocalProvisioner
+from .serviceproxy import ServiceProxy
 
 log = logging.getLogger("localcluster")
 
@@ -36,19 +37,21 @@ class ClusterState:
     admin_kubeconfig: Path
     binaries: Path
     pid: int
+    service_cidr: str
+    pod_cidr: str
 
     @classmethod
     def read(cls, state_dir: Path) -> "ClusterState":
         data = json.loads((state_dir / STATE_FILE).read_text())
         return cls(Path(data["state_dir"]), data["server"], Path(data["admin_kubeconfig"]),
-                   Path(data["binaries"]), data["pid"])
+                   Path(data["binaries"]), data["pid"], data["service_cidr"], data["pod_cidr"])
 
     def write(self) -> None:
         tmp = self.state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps({
             "state_dir": str(self.state_dir), "server": self.server,
             "admin_kubeconfig": str(self.admin_kubeconfig), "binaries": str(self.binaries),
-            "pid": self.pid,
+            "pid": self.pid, "service_cidr": self.service_cidr, "pod_cidr": self.pod_cidr,
         }, indent=2))
         tmp.rename(self.state_dir / STATE_FILE)
 
@@ -72,10 +75,11 @@ class LocalCluster:
         self.images = ImageMap.load(images)
         self.node_names = [f"local-node-{i}" for i in range(nodes)]
         self.plugins = plugins
-        self.control_plane = ControlPlane(state_dir, binaries, verbosity)
+        self.service_cidr, self.pod_cidr = loopback_ranges()
+        self.control_plane = ControlPlane(state_dir, binaries, verbosity, service_cidr=self.service_cidr)
         self.api: client.ApiClient | None = None
         self.kubelet: LocalKubelet | None = None
-        self._provisioner_task: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
 
     async def start(self, progress=print) -> ClusterState:
         started = time.monotonic()
@@ -86,11 +90,13 @@ class LocalCluster:
         self.api = await api_client(self.control_plane.admin_kubeconfig)
         provisioner = LocalProvisioner(self.api, self.state_dir / "volumes")
         await provisioner.create_storage_classes()
-        self._provisioner_task = asyncio.create_task(provisioner.run())
+        self._background.append(asyncio.create_task(provisioner.run()))
+        self._background.append(asyncio.create_task(ServiceProxy(self.api, self.service_cidr).run()))
         progress(f"registering node(s) {', '.join(self.node_names)} with the local kubelet")
         self.kubelet = LocalKubelet(
             self.api, state_dir=self.state_dir, images=self.images, nodes=self.node_names,
             apiserver_host="127.0.0.1", apiserver_port=self.control_plane.apiserver_port,
+            pod_cidr=self.pod_cidr,
         )
         await self.kubelet.start()
         core = client.CoreV1Api(self.api)
@@ -105,7 +111,7 @@ class LocalCluster:
         await wait_for(default_service_account, timeout=60, what="the default ServiceAccount",
                        alive=self.control_plane.processes)
         state = ClusterState(self.state_dir, self.control_plane.server, self.control_plane.admin_kubeconfig,
-                             self.binaries, os.getpid())
+                             self.binaries, os.getpid(), self.service_cidr, self.pod_cidr)
         state.write()
         progress(f"cluster ready in {time.monotonic() - started:.1f} s: KUBECONFIG={state.admin_kubeconfig}")
         return state
@@ -120,9 +126,9 @@ class LocalCluster:
         (self.state_dir / STATE_FILE).unlink(missing_ok=True)
         if self.kubelet:
             await self.kubelet.stop()  # pods' processes first, while the API still answers
-        if self._provisioner_task:
-            self._provisioner_task.cancel()
-            await asyncio.gather(self._provisioner_task, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.api:
             await self.api.close()
         await self.control_plane.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import random
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +15,15 @@ from . import pki
 from .kube import write_kubeconfig
 from .processes import ManagedProcess, free_port, wait_for
 
-# Service cluster IPs come from loopback so that a local stand-in for kube-proxy can make
-# them reachable from this machine, as they are from a pod in a real cluster.
-SERVICE_CIDR = "127.96.0.0/16"
+def loopback_ranges() -> tuple[str, str]:
+    """(service CIDR, pod CIDR) for one cluster: /16s of 127.0.0.0/8, drawn at random so that
+    clusters running side by side (a test starting a second one) do not share addresses.
+
+    Service cluster IPs come from loopback so that the local stand-in for kube-proxy can make
+    them reachable from this machine, as they are from a pod in a real cluster.
+    """
+    return f"127.{random.randint(96, 127)}.0.0/16", f"127.{random.randint(128, 254)}.0.0/16"
+
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -48,8 +56,13 @@ class ControlPlane:
     state_dir: Path
     binaries: Path
     verbosity: int = 1
+    service_cidr: str = "127.96.0.0/16"
     processes: list[ManagedProcess] = field(default_factory=list)
     apiserver_port: int = 0
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
 
     @property
     def pki_dir(self) -> Path:
@@ -80,7 +93,7 @@ class ControlPlane:
         serving = ca.issue(
             "kube-apiserver",
             server_names=(
-                "127.0.0.1", "localhost", "127.96.0.1", "kubernetes", "kubernetes.default",
+                "127.0.0.1", "localhost", self.kubernetes_service_ip, "kubernetes", "kubernetes.default",
                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
             ),
             client=False,
@@ -129,7 +142,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={p / 'sa.key'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--profiling=false",
@@ -157,6 +170,9 @@ class ControlPlane:
             "--use-service-account-credentials=true",
             f"--service-account-private-key-file={p / 'sa.key'}",
             f"--root-ca-file={p / 'ca.crt'}",
+            # The API server rejects loopback pod IPs in Endpoints/EndpointSlices; the local
+            # service proxy selects pods itself (serviceproxy.py).
+            "--controllers=*,-endpoint,-endpointslice",
             f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
             "--profiling=false",
             f"--v={self.verbosity}",

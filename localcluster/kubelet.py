@@ -527,7 +527,7 @@ def _write_files(root: Path, files: dict[str, bytes]) -> Path:
 class LocalKubelet:
     def __init__(self, api: client.ApiClient, *, state_dir: Path, images: podspec.ImageMap,
                  nodes: list[str], apiserver_host: str, apiserver_port: int,
-                 container_path: str | None = None, node_ip: str = "127.0.0.1"):
+                 pod_cidr: str, container_path: str | None = None, node_ip: str = "127.0.0.1"):
         self.api = api
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
@@ -538,7 +538,7 @@ class LocalKubelet:
         self.apiserver_host = apiserver_host
         self.apiserver_port = apiserver_port
         self.container_path = container_path or os.environ.get("PATH", "/usr/bin:/bin")
-        self.ips = podspec.IPPool()
+        self.ips = podspec.IPPool(pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self._tasks: list[asyncio.Task] = []
         self._http: aiohttp.ClientSession | None = None

@@ -316,9 +316,9 @@ def container_mounts(container: dict, volume_dirs: dict[str, str]) -> list[Mount
 
 
 class IPPool:
-    """Unique loopback pod IPs: 127.1.0.1 upwards, reusing released addresses."""
+    """Unique pod IPs from ``network`` (a loopback /16), reusing released addresses."""
 
-    def __init__(self, network: str = "127.1.0.0/16"):
+    def __init__(self, network: str):
         self._hosts = ipaddress.ip_network(network).hosts()
         self._free: list[str] = []
         self.in_use: set[str] = set()

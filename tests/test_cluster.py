@@ -277,3 +277,23 @@ async def test_statefulset_creates_pod_and_pvc_from_template(kube, namespace):
         sts = await apps.read_namespaced_stateful_set("db", namespace)
         return sts.status.ready_replicas == 1
     await wait_for(sts_ready, timeout=30, what="statefulset ready")
+
+
+async def test_service_cluster_ip_forwards_to_ready_pods(kube, namespace):
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_pod(namespace, python_pod(
+        "svc-backend", ["-m", "http.server", "18081", f"--directory=/tmp"], restart="Always", ports=[18081]))
+    svc = await core.create_namespaced_service(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"test": "svc-backend"}, "ports": [{"name": "http", "port": 80, "targetPort": 18081}]},
+    })
+    assert svc.spec.cluster_ip.startswith("127.")
+    await pod_ready(core, namespace, "svc-backend")
+
+    async def answers():
+        reader, writer = await asyncio.open_connection(svc.spec.cluster_ip, 80)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        line = await reader.readline()
+        writer.close()
+        return line.startswith(b"HTTP/1.0 200")
+    await wait_for(answers, timeout=30, what="service cluster IP answering")

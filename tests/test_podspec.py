@@ -121,9 +121,9 @@ def test_container_mounts_subpath_and_escape():
 
 
 def test_ip_pool_is_unique_and_reuses_released():
-    pool = podspec.IPPool()
+    pool = podspec.IPPool("127.200.0.0/16")
     a, b = pool.allocate(), pool.allocate()
-    assert a != b and a.startswith("127.1.")
+    assert a != b and a.startswith("127.200.")
     pool.release(a)
     assert pool.allocate() == a
 
