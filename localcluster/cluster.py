@@ -83,10 +83,12 @@ class LocalCluster:
 
     async def start(self, progress=print) -> ClusterState:
         started = time.monotonic()
-        for plugin in self.plugins:  # e.g. the vCluster emulation registers its simulator
-            importlib.import_module(plugin)
         progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
         await self.control_plane.start()
+        for plugin in self.plugins:  # e.g. the vCluster emulation registers its simulator
+            module = importlib.import_module(plugin)
+            if hasattr(module, "register"):
+                module.register(self)
         self.api = await api_client(self.control_plane.admin_kubeconfig)
         provisioner = LocalProvisioner(self.api, self.state_dir / "volumes")
         await provisioner.create_storage_classes()

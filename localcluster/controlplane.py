@@ -59,6 +59,7 @@ class ControlPlane:
     service_cidr: str = "127.96.0.0/16"
     processes: list[ManagedProcess] = field(default_factory=list)
     apiserver_port: int = 0
+    etcd_url: str = ""
 
     @property
     def kubernetes_service_ip(self) -> str:
@@ -109,6 +110,7 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._write_pki()
         etcd_client, etcd_peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.apiserver_port = free_port()
         self.mint_identity("admin", ("system:masters",))
 

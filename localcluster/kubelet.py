@@ -53,9 +53,10 @@ def now() -> str:
 
 
 class Simulator(Protocol):
-    """Behaviour of a simulated container (one instance per container)."""
+    """Behaviour of a simulated container (one instance per container). ``volumes`` maps the
+    pod's volume names to their directories, as the container would see them mounted."""
 
-    async def start(self, pod: dict, container: dict, pod_ip: str) -> None: ...
+    async def start(self, pod: dict, container: dict, pod_ip: str, volumes: dict[str, str]) -> None: ...
     async def ready(self) -> bool: ...
     async def stop(self) -> None: ...
 
@@ -64,7 +65,7 @@ class _AlwaysReady:
     def __init__(self, kubelet):
         pass
 
-    async def start(self, pod, container, pod_ip):
+    async def start(self, pod, container, pod_ip, volumes):
         pass
 
     async def ready(self):
@@ -133,6 +134,7 @@ class PodWorker:
     deleting: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     failure: str | None = None
+    volume_dirs: dict[str, str] = field(default_factory=dict)
 
     @property
     def pod_dir(self) -> Path:
@@ -210,6 +212,7 @@ class PodWorker:
         volume_dirs = await self._prepare_volumes()
         if volume_dirs is None:
             return
+        self.volume_dirs = volume_dirs
         for spec in self.pod["spec"].get("initContainers") or []:
             runtime = await self._create(spec, volume_dirs)
             if runtime is None:
@@ -260,7 +263,7 @@ class PodWorker:
 
     async def _materialise_volumes(self) -> dict[str, str]:
         k = self.kubelet
-        secret_names, cm_names = _referenced(self.pod)
+        secret_names, cm_names = podspec.referenced_objects(self.pod)
         secrets = {n: await k.secret_data(self.namespace, n) for n in secret_names}
         config_maps = {n: await k.config_map_data(self.namespace, n) for n in cm_names}
         plan = podspec.plan_volumes(
@@ -310,7 +313,7 @@ class PodWorker:
 
     async def _env(self, spec: dict) -> dict[str, str]:
         k = self.kubelet
-        secret_names, cm_names = _referenced({"spec": {"containers": [spec]}}, env_only=True)
+        secret_names, cm_names = podspec.referenced_objects({"spec": {"containers": [spec]}}, env_only=True)
         secrets = {n: _decode(await k.secret_data(self.namespace, n)) for n in secret_names}
         cms = {n: _decode(await k.config_map_data(self.namespace, n)) for n in cm_names}
         base = {
@@ -334,7 +337,7 @@ class PodWorker:
     async def _start(self, runtime: ContainerRuntime) -> None:
         name = runtime.spec["name"]
         if runtime.simulator is not None:
-            await runtime.simulator.start(self.pod, runtime.spec, self.ip)
+            await runtime.simulator.start(self.pod, runtime.spec, self.ip, self.volume_dirs)
         else:
             spec_file = self.pod_dir / f"{name}.exec.json"
             argv = podspec.expand_argv(runtime.argv, runtime.env)
@@ -479,36 +482,6 @@ class PodWorker:
             if e.status not in (404, 409):
                 log.warning("final delete of %s/%s: %s", self.namespace, self.name, e.reason)
         shutil.rmtree(self.pod_dir / "volumes", ignore_errors=True)
-
-
-def _referenced(pod: dict, env_only: bool = False) -> tuple[set[str], set[str]]:
-    """Names of the secrets and configMaps a pod's volumes (or containers' env) refer to."""
-    secrets, cms = set(), set()
-    spec = pod["spec"]
-    for c in (spec.get("initContainers") or []) + spec["containers"]:
-        for src in c.get("envFrom") or []:
-            if "secretRef" in src:
-                secrets.add(src["secretRef"]["name"])
-            if "configMapRef" in src:
-                cms.add(src["configMapRef"]["name"])
-        for var in c.get("env") or []:
-            vf = var.get("valueFrom") or {}
-            if "secretKeyRef" in vf:
-                secrets.add(vf["secretKeyRef"]["name"])
-            if "configMapKeyRef" in vf:
-                cms.add(vf["configMapKeyRef"]["name"])
-    if not env_only:
-        for v in spec.get("volumes") or []:
-            if "secret" in v:
-                secrets.add(v["secret"]["secretName"])
-            if "configMap" in v:
-                cms.add(v["configMap"]["name"])
-            for src in (v.get("projected") or {}).get("sources") or []:
-                if "secret" in src:
-                    secrets.add(src["secret"]["name"])
-                if "configMap" in src:
-                    cms.add(src["configMap"]["name"])
-    return secrets, cms
 
 
 def _decode(data: dict[str, bytes] | None) -> dict[str, str] | None:

@@ -195,6 +195,37 @@ def _resource_field(container: dict, ref: dict) -> str:
 # Volumes
 
 
+def referenced_objects(pod: dict, env_only: bool = False) -> tuple[set[str], set[str]]:
+    """Names of the secrets and configMaps a pod's containers' env (and, unless ``env_only``,
+    its volumes) refer to."""
+    secrets, cms = set(), set()
+    spec = pod["spec"]
+    for c in (spec.get("initContainers") or []) + spec["containers"]:
+        for src in c.get("envFrom") or []:
+            if "secretRef" in src:
+                secrets.add(src["secretRef"]["name"])
+            if "configMapRef" in src:
+                cms.add(src["configMapRef"]["name"])
+        for var in c.get("env") or []:
+            vf = var.get("valueFrom") or {}
+            if "secretKeyRef" in vf:
+                secrets.add(vf["secretKeyRef"]["name"])
+            if "configMapKeyRef" in vf:
+                cms.add(vf["configMapKeyRef"]["name"])
+    if not env_only:
+        for v in spec.get("volumes") or []:
+            if "secret" in v:
+                secrets.add(v["secret"]["secretName"])
+            if "configMap" in v:
+                cms.add(v["configMap"]["name"])
+            for src in (v.get("projected") or {}).get("sources") or []:
+                if "secret" in src:
+                    secrets.add(src["secret"]["name"])
+                if "configMap" in src:
+                    cms.add(src["configMap"]["name"])
+    return secrets, cms
+
+
 @dataclass(frozen=True)
 class Mount:
     source: str        # path on this machine
