@@ -54,7 +54,7 @@ def cluster() -> ClusterState:
     if reuse:
         yield ClusterState.read(Path(reuse).resolve())
         return
-    proc, state = _start_cluster(ARTIFACTS / "localcluster")
+    proc, state = _start_cluster(ARTIFACTS / "localcluster", plugins=("vcluster_emulation",))
     yield state
     proc.send_signal(signal.SIGTERM)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from localcluster.kube import api_client
 from kubernetes_asyncio import client
 
 from .conftest import ROOT, _start_cluster
-from .test_cluster import pod_ready, processes_matching, python_pod
+from .helpers import pod_ready, processes_matching, python_pod
 
 pytestmark = pytest.mark.cluster
 

@@ -65,6 +65,8 @@ class Syncer:
         self.dns_ip = ""
         self.seen: set[tuple[str, str, str]] = set()        # (kind, vns, vname) seen on the host
         self.from_host_targets: dict[tuple[str, str], tuple[str, str]] = {}  # virtual -> host secret
+        # secrets/configMaps referenced by synced pods: only these go to the host (toHost.*.all off)
+        self.used: set[tuple[str, str, str]] = set()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.queued: set[tuple[str, str, str]] = set()
         self.tasks: list[asyncio.Task] = []
@@ -233,6 +235,7 @@ class Syncer:
         secrets, config_maps = referenced_objects(v)
         for kind, names in (("secret", secrets), ("configmap", config_maps)):
             for name in names:
+                self.used.add((kind, vns, name))
                 await self.sync_config_to_host(kind, vns, name)
         body = tr.translate_pod(
             v, vcluster=self.name, host_namespace=self.ns, owner=self.owner,
@@ -465,6 +468,9 @@ class Syncer:
             if (hobj.metadata.annotations or {}).get(tr.OBJECT_UID) != vobj.metadata.uid:
                 await _ignore_missing(hdelete(hname, self.ns))   # deleted and re-created (§1.6)
             await self.sync_config_to_host(kind, vns, vname)
+        elif vobj is not None:
+            if key in self.used:   # e.g. kube-root-ca.crt published after the pod was synced
+                await self.sync_config_to_host(kind, vns, vname)
         elif hobj is not None:
             if key in self.seen or tr.should_delete_orphan(self.host_api.sanitize_for_serialization(hobj), hkind):
                 self.seen.discard(key)

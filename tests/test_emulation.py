@@ -1,0 +1,393 @@
+"""The vCluster emulation behaves as upstream 0.36.1 does, dangerous parts included
+(pytest -m emulation). Each test names the behaviour of docs/vcluster-emulation.md it checks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from localcluster.processes import wait_for
+from vcluster_spawner.translate import host_name
+
+from .helpers import gone, pod_phase, pod_ready, python_pod
+from .vclusters import CHART, helm, install, new_namespace, virtual_client, wait_ready
+
+pytestmark = pytest.mark.emulation
+
+
+@pytest.fixture
+async def vcluster(kube, cluster):
+    """A running vCluster "vc" in its own namespace; yields (namespace, virtual ApiClient)."""
+    ns = await new_namespace(kube)
+    await install(cluster, "vc", ns)
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    yield ns, vapi
+    await vapi.close()
+    await helm(cluster, "uninstall", "vc", "-n", ns, check=False)
+    await client.CoreV1Api(kube).delete_namespace(ns)
+
+
+async def scale(kube, ns, replicas):
+    await client.AppsV1Api(kube).patch_namespaced_stateful_set_scale("vc", ns, {"spec": {"replicas": replicas}})
+
+
+# ---- chart ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad,message", [
+    ("controlPlane.distro.k3s.enabled=true", "additional properties 'k3s' not allowed"),
+    ("controlPlane.distro.k0s.enabled=true", "additional properties 'k0s' not allowed"),
+    ("sync.toHost.pods.enabeld=true", "additional properties 'enabeld' not allowed"),
+    ("syncer.extraArgs={x}", "additional properties 'syncer' not allowed"),
+])
+async def test_unknown_or_removed_values_keys_are_rejected(cluster, bad, message):
+    code, out = await helm(cluster, "template", "vc", str(CHART), "--set", bad, check=False)
+    assert code != 0 and message in out
+
+
+async def test_chart_renders_upstream_host_objects(cluster):
+    _, out = await helm(cluster, "template", "alice", str(CHART), "-n", "user-alice", "--set",
+                        "sync.fromHost.secrets.enabled=true", "--set",
+                        "sync.fromHost.secrets.mappings.byName.user-alice-secrets/s3=default/s3")
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+    sts = objects[("StatefulSet", "alice")]
+    assert sts["metadata"]["labels"]["app"] == "vcluster" and sts["metadata"]["labels"]["release"] == "alice"
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain"}
+    svc = objects[("Service", "alice")]
+    assert \
+        (svc["spec"]["ports"][0]["port"], svc["spec"]["ports"][0]["targetPort"]) == (443, 8443)
+    for key in [("Service", "alice-headless"), ("ServiceAccount", "vc-alice"), ("ServiceAccount", "vc-workload-alice"),
+                ("Role", "vc-alice"), ("RoleBinding", "vc-alice"), ("Secret", "vc-config-alice"),
+                ("ClusterRole", "vc-alice-v-user-alice"), ("ClusterRoleBinding", "vc-alice-v-user-alice")]:
+        assert key in objects, key
+    rules = objects[("ClusterRole", "vc-alice-v-user-alice")]["rules"]
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]} in rules
+    config = yaml.safe_load(base64.b64decode(objects[("Secret", "vc-config-alice")]["data"]["config.yaml"]))
+    assert config["sync"]["fromHost"]["secrets"]["mappings"]["byName"] == {"user-alice-secrets/s3": "default/s3"}
+
+
+# ---- control plane -------------------------------------------------------------------------
+
+async def test_install_gives_a_working_virtual_api_through_vc_secret(kube, vcluster):
+    ns, vapi = vcluster
+    core = client.CoreV1Api(kube)
+    secret = await core.read_namespaced_secret("vc-vc", ns)
+    assert set(secret.data) == {"config", "certificate-authority", "client-certificate", "client-key", "token"}
+    kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://localhost:8443"  # upstream default
+    assert secret.metadata.owner_references[0].kind == "Service"
+    certs = await core.read_namespaced_secret("vc-certs", ns)
+    assert certs.metadata.owner_references[0].name == "vc"
+    vcore = client.CoreV1Api(vapi)
+    await vcore.read_namespaced_service_account("default", "default")
+    names = {n.metadata.name for n in (await vcore.list_namespace()).items}
+    assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
+    # the virtual cluster is not the host: the host namespace does not exist inside it
+    assert ns not in names
+    pvc = await core.read_namespaced_persistent_volume_claim("data-vc-0", ns)
+    assert pvc.status.phase == "Bound"
+
+
+async def test_export_kubeconfig_context_server_and_additional_secrets(kube, cluster):
+    ns = await new_namespace(kube)
+    await install(cluster, "vc", ns, {"exportKubeConfig": {
+        "context": "my-vc", "server": f"https://vc.{ns}:443",
+        "additionalSecrets": [{"name": "extra-kubeconfig", "context": "extra", "server": "https://x.example:443"}]}})
+    await wait_ready(kube, "vc", ns)
+    core = client.CoreV1Api(kube)
+    main = yaml.safe_load(base64.b64decode((await core.read_namespaced_secret("vc-vc", ns)).data["config"]))
+    assert main["current-context"] == "my-vc" and main["clusters"][0]["cluster"]["server"] == f"https://vc.{ns}:443"
+
+    async def extra():
+        return await core.read_namespaced_secret("extra-kubeconfig", ns)
+    extra_secret = await wait_for(extra, timeout=30, what="additional kubeconfig secret")
+    doc = yaml.safe_load(base64.b64decode(extra_secret.data["config"]))
+    assert doc["current-context"] == "extra" and doc["clusters"][0]["cluster"]["server"] == "https://x.example:443"
+    await helm(cluster, "uninstall", "vc", "-n", ns)
+
+
+async def test_one_vcluster_per_namespace(kube, cluster, vcluster):
+    ns, _ = vcluster
+    await install(cluster, "second", ns)
+    core = client.CoreV1Api(kube)
+
+    async def refused():
+        events = await core.list_namespaced_event(ns, field_selector="involvedObject.name=second-0")
+        return [e for e in events.items if e.reason == "VClusterStartFailed"]
+    events = await wait_for(refused, timeout=60, what="second vCluster refused")
+    assert "only one vCluster per namespace" in events[0].message
+    pod = await core.read_namespaced_pod("second-0", ns)
+    assert not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+    await helm(cluster, "uninstall", "second", "-n", ns)
+
+
+# ---- pods ------------------------------------------------------------------------------------
+
+async def test_virtual_pod_runs_on_the_host_under_its_translated_name(kube, vcluster):
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await vcore.create_namespaced_pod("default", python_pod(
+        "web", ["-m", "http.server", "18500", "--directory=/tmp"], restart="Always", ports=[18500]))
+    vpod = await pod_ready(vcore, "default", "web")
+    hname = host_name("web", "default", "vc")
+    assert hname == "web-x-default-x-vc"
+    hpod = await core.read_namespaced_pod(hname, ns)
+    assert hpod.metadata.labels["vcluster.loft.sh/managed-by"] == "vc"
+    assert hpod.metadata.labels["vcluster.loft.sh/namespace"] == "default"
+    assert hpod.metadata.labels["test"] == "web"   # virtual labels copied unchanged
+    a = hpod.metadata.annotations
+    assert (a["vcluster.loft.sh/object-name"], a["vcluster.loft.sh/object-namespace"]) == ("web", "default")
+    assert a["vcluster.loft.sh/object-uid"] == vpod.metadata.uid
+    assert a["vcluster.loft.sh/object-host-name"] == hname
+    assert hpod.spec.service_account_name == "vc-workload-vc"
+    assert hpod.metadata.owner_references[0].kind == "Service" and hpod.metadata.owner_references[0].name == "vc"
+    svc = await core.read_namespaced_service("vc", ns)
+    env = {e.name: e.value for e in hpod.spec.containers[0].env}
+    assert env["KUBERNETES_SERVICE_HOST"] == svc.spec.cluster_ip and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert hpod.spec.dns_policy == "None" and hpod.spec.dns_config.searches[0] == "default.svc.cluster.local"
+    assert vpod.status.pod_ip == hpod.status.pod_ip   # host status copied back
+    reader, writer = await asyncio.open_connection(vpod.status.pod_ip, 18500)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    assert (await reader.readline()).startswith(b"HTTP/1.0 200")
+    writer.close()
+
+
+async def test_pod_in_the_vcluster_uses_its_service_account_against_the_virtual_api(vcluster):
+    ns, vapi = vcluster
+    vcore = client.CoreV1Api(vapi)
+    code = (
+        "import os, ssl, urllib.request, json;"
+        "d='/var/run/secrets/kubernetes.io/serviceaccount/';"
+        "ctx=ssl.create_default_context(cafile=d+'ca.crt');"
+        "url='https://%s:%s/apis/authentication.k8s.io/v1/selfsubjectreviews' % (os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']);"
+        "req=urllib.request.Request(url, method='POST', data=b'{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"SelfSubjectReview\"}',"
+        " headers={'Authorization':'Bearer '+open(d+'token').read(),'Content-Type':'application/json'});"
+        "user=json.load(urllib.request.urlopen(req, context=ctx))['status']['userInfo']['username'];"
+        "assert user=='system:serviceaccount:default:default', user;"
+        "assert open(d+'namespace').read()=='default'"
+    )
+    await vcore.create_namespaced_pod("default", python_pod("whoami", code))
+    pod = await pod_phase(vcore, "default", "whoami", "Succeeded", "Failed")
+    assert pod.status.phase == "Succeeded", pod.status.container_statuses[0].state.terminated.message
+
+
+async def test_deleting_the_host_pod_deletes_the_virtual_pod(kube, vcluster):
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await vcore.create_namespaced_pod("default", python_pod("sleeper", "import time; time.sleep(600)"))
+    await pod_phase(vcore, "default", "sleeper", "Running")
+    await core.delete_namespaced_pod("sleeper-x-default-x-vc", ns)
+    await gone(vcore.read_namespaced_pod, "sleeper", "default", what="virtual pod deleted after host pod")
+
+
+async def test_scale_to_zero_keeps_synced_pods_running_and_resume_deletes_bare_pods(kube, vcluster, cluster):
+    """The dangerous part: scaling the StatefulSet to 0 stops only the control plane."""
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await vcore.create_namespaced_pod("default", python_pod("bare", "import time; time.sleep(600)"))
+    await pod_phase(vcore, "default", "bare", "Running")
+    await vapi.close()
+    await scale(kube, ns, 0)
+    await gone(core.read_namespaced_pod, "vc-0", ns, what="control plane pod gone")
+    host_pod = await core.read_namespaced_pod("bare-x-default-x-vc", ns)
+    assert host_pod.status.phase == "Running" and not host_pod.metadata.deletion_timestamp
+    # what `vcluster pause` does next: delete the host pods managed by the vCluster
+    await core.delete_collection_namespaced_pod(ns, label_selector="vcluster.loft.sh/managed-by=vc")
+    await gone(core.read_namespaced_pod, "bare-x-default-x-vc", ns, what="host pod deleted")
+    await scale(kube, ns, 1)
+    await wait_ready(kube, "vc", ns)
+    vapi2 = await virtual_client(kube, "vc", ns)
+    try:
+        vcore2 = client.CoreV1Api(vapi2)
+        await gone(vcore2.read_namespaced_pod, "bare", "default", what="bare virtual pod deleted on resume")
+        # controller-owned pods come back: CoreDNS is re-created on the host
+        async def coredns():
+            pods = await core.list_namespaced_pod(ns, label_selector="k8s-app=vcluster-kube-dns")
+            return [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        await wait_for(coredns, timeout=60, what="CoreDNS host pod after resume")
+    finally:
+        await vapi2.close()
+
+
+async def test_managed_host_orphans_are_deleted_at_start_up(kube, vcluster):
+    ns, vapi = vcluster
+    core = client.CoreV1Api(kube)
+    await vapi.close()
+    await scale(kube, ns, 0)
+    await gone(core.read_namespaced_pod, "vc-0", ns, what="control plane pod gone")
+    hname = host_name("ghost", "default", "vc")
+    orphan = {"metadata": {"name": hname, "labels": {"vcluster.loft.sh/managed-by": "vc",
+                                                      "vcluster.loft.sh/namespace": "default"},
+                           "annotations": {"vcluster.loft.sh/object-name": "ghost",
+                                           "vcluster.loft.sh/object-namespace": "default",
+                                           "vcluster.loft.sh/object-kind": "/v1, Kind=ConfigMap",
+                                           "vcluster.loft.sh/object-host-name": hname,
+                                           "vcluster.loft.sh/object-host-namespace": ns}},
+              "data": {"k": "v"}}
+    await core.create_namespaced_config_map(ns, orphan)
+    kept = {"metadata": {"name": "not-managed"}, "data": {"k": "v"}}
+    await core.create_namespaced_config_map(ns, kept)
+    await scale(kube, ns, 1)
+    await wait_ready(kube, "vc", ns)
+    await gone(core.read_namespaced_config_map, hname, ns, what="orphan deleted at start-up")
+    await core.read_namespaced_config_map("not-managed", ns)  # unmanaged objects are left alone
+
+
+# ---- storage -----------------------------------------------------------------------------------
+
+async def virtual_pvc(vcore, name="home", storage_class="local-rwx", volume_name=None):
+    spec = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": storage_class}
+    if volume_name:
+        spec["volumeName"] = volume_name
+    await vcore.create_namespaced_persistent_volume_claim("default", {"metadata": {"name": name}, "spec": spec})
+
+    async def bound():
+        pvc = await vcore.read_namespaced_persistent_volume_claim(name, "default")
+        return pvc if pvc.status.phase == "Bound" else None
+    return await wait_for(bound, timeout=60, what=f"virtual PVC {name} bound")
+
+
+async def test_virtual_pvc_is_copied_verbatim_with_status_volume_name_and_fake_pv(kube, vcluster):
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    vpvc = await virtual_pvc(vcore)
+    hpvc = await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)
+    assert hpvc.spec.storage_class_name == "local-rwx" and hpvc.spec.access_modes == ["ReadWriteMany"]
+    assert vpvc.spec.volume_name == hpvc.spec.volume_name
+    assert hpvc.metadata.owner_references[0].name == "vc"
+    fake = await vcore.read_persistent_volume(hpvc.spec.volume_name)
+    assert fake.spec.flex_volume.driver == "fake" and fake.spec.persistent_volume_reclaim_policy == "Delete"
+
+
+async def test_deleting_the_virtual_pvc_deletes_the_host_pvc(kube, vcluster):
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await virtual_pvc(vcore)
+    await vcore.delete_namespaced_persistent_volume_claim("home", "default")
+    await gone(core.read_namespaced_persistent_volume_claim, "home-x-default-x-vc", ns, what="host PVC deleted")
+
+
+async def test_helm_uninstall_garbage_collects_synced_pvcs_and_pods_but_keeps_data_pvc(kube, cluster, vcluster):
+    """The dangerous part: user PVCs synced to the host die with the release (upstream #244)."""
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await virtual_pvc(vcore)
+    await vcore.create_namespaced_pod("default", python_pod("sleeper", "import time; time.sleep(600)"))
+    await pod_phase(vcore, "default", "sleeper", "Running")
+    await vapi.close()
+    await helm(cluster, "uninstall", "vc", "-n", ns)
+    await gone(core.read_namespaced_persistent_volume_claim, "home-x-default-x-vc", ns, what="synced PVC GC'd")
+    await gone(core.read_namespaced_pod, "sleeper-x-default-x-vc", ns, what="synced pod GC'd")
+    await gone(core.read_namespaced_secret, "vc-vc", ns, what="vc-N GC'd")
+    data = await core.read_namespaced_persistent_volume_claim("data-vc-0", ns)
+    assert not data.metadata.deletion_timestamp
+
+
+async def test_reinstall_with_retained_data_revives_the_virtual_state(kube, cluster, vcluster):
+    """A retained data-N-0 brings the old virtual cluster back (upstream #29): the virtual PVC
+    returns and gets a new host PVC with the old volumeName, which never binds once its PV is gone."""
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    vpvc = await virtual_pvc(vcore)
+    old_volume = vpvc.spec.volume_name
+    await vcore.create_namespaced_config_map("default", {"metadata": {"name": "marker"}, "data": {"a": "b"}})
+    await vapi.close()
+    await helm(cluster, "uninstall", "vc", "-n", ns)
+    await gone(core.read_namespaced_persistent_volume_claim, "home-x-default-x-vc", ns, what="synced PVC GC'd")
+    await gone(core.read_persistent_volume, old_volume, what="its Delete-policy volume removed")
+    await install(cluster, "vc", ns)
+    await wait_ready(kube, "vc", ns)
+    vapi2 = await virtual_client(kube, "vc", ns)
+    try:
+        vcore2 = client.CoreV1Api(vapi2)
+        assert (await vcore2.read_namespaced_config_map("marker", "default")).data == {"a": "b"}
+
+        async def recreated():
+            return await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)
+        hpvc = await wait_for(recreated, timeout=60, what="host PVC re-created from the revived virtual PVC")
+        assert hpvc.spec.volume_name == old_volume
+        await asyncio.sleep(2)
+        assert (await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)).status.phase == "Pending"
+    finally:
+        await vapi2.close()
+
+
+async def test_deleting_data_pvc_gives_a_fresh_virtual_cluster(kube, cluster, vcluster):
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    await vcore.create_namespaced_config_map("default", {"metadata": {"name": "marker"}, "data": {"a": "b"}})
+    await vapi.close()
+    await helm(cluster, "uninstall", "vc", "-n", ns)
+    await core.delete_namespaced_persistent_volume_claim("data-vc-0", ns)
+    await gone(core.read_namespaced_persistent_volume_claim, "data-vc-0", ns, what="data PVC deleted")
+    await install(cluster, "vc", ns)
+    await wait_ready(kube, "vc", ns)
+    vapi2 = await virtual_client(kube, "vc", ns)
+    try:
+        with pytest.raises(ApiException) as missing:
+            await client.CoreV1Api(vapi2).read_namespaced_config_map("marker", "default")
+        assert missing.value.status == 404
+    finally:
+        await vapi2.close()
+
+
+# ---- secrets from the host -------------------------------------------------------------------
+
+async def test_from_host_secret_mappings_are_one_way_and_exact(kube, cluster):
+    core = client.CoreV1Api(kube)
+    ns = await new_namespace(kube)
+    source_ns = f"{ns}-secrets"
+    await core.create_namespace({"metadata": {"name": source_ns}})
+    await core.create_namespaced_secret(source_ns, {"metadata": {"name": "s3"}, "stringData": {"key": "v1"}})
+    await core.create_namespaced_secret(source_ns, {"metadata": {"name": "other"}, "stringData": {"key": "x"}})
+    await install(cluster, "vc", ns, {"sync": {"fromHost": {"secrets": {
+        "enabled": True, "mappings": {"byName": {f"{source_ns}/s3": "default/s3-creds"}}}}}})
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    vcore = client.CoreV1Api(vapi)
+
+    async def value():
+        s = await vcore.read_namespaced_secret("s3-creds", "default")
+        return base64.b64decode(s.data["key"]).decode()
+    try:
+        assert await wait_for(value, timeout=30, what="secret synced from the host") == "v1"
+        # the admin kubeconfig vc-N and unmapped secrets stay out
+        names = {s.metadata.name for s in (await vcore.list_secret_for_all_namespaces()).items}
+        assert not names & {"vc-vc", "other", "vc-certs", "s3"}
+        # host changes propagate; virtual edits are reverted; a deleted copy comes back
+        await core.patch_namespaced_secret("s3", source_ns, {"stringData": {"key": "v2"}})
+        await wait_for(lambda: _equals(value, "v2"), timeout=30, what="host update propagated")
+        await vcore.patch_namespaced_secret("s3-creds", "default", {"stringData": {"key": "tampered"}})
+        await wait_for(lambda: _equals(value, "v2"), timeout=30, what="virtual edit reverted")
+        await vcore.delete_namespaced_secret("s3-creds", "default")
+        await wait_for(lambda: _equals(value, "v2"), timeout=30, what="deleted copy re-created")
+        await core.delete_namespaced_secret("s3", source_ns)
+        await gone(vcore.read_namespaced_secret, "s3-creds", "default", what="host delete propagated")
+    finally:
+        await vapi.close()
+        await helm(cluster, "uninstall", "vc", "-n", ns)
+
+
+async def _equals(get, expected):
+    return await get() == expected
+
+
+async def test_missing_mapped_host_namespace_stops_the_control_plane(kube, cluster):
+    ns = await new_namespace(kube)
+    await install(cluster, "vc", ns, {"sync": {"fromHost": {"secrets": {
+        "enabled": True, "mappings": {"byName": {"does-not-exist/s3": "default/s3"}}}}}})
+    core = client.CoreV1Api(kube)
+
+    async def refused():
+        events = await core.list_namespaced_event(ns, field_selector="involvedObject.name=vc-0")
+        return [e for e in events.items if e.reason == "VClusterStartFailed"]
+    events = await wait_for(refused, timeout=60, what="start refused")
+    assert "host namespaces must exist" in events[0].message
+    await helm(cluster, "uninstall", "vc", "-n", ns)

@@ -1,0 +1,75 @@
+"""Helpers for tests that install (emulated) vClusters with the real helm binary."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import yaml
+from kubernetes_asyncio import client
+
+from localcluster import ClusterState
+from localcluster.kube import api_client
+from localcluster.processes import wait_for
+
+CHART = Path(__file__).resolve().parent.parent / "vcluster_emulation" / "chart" / "vcluster"
+
+
+async def helm(cluster: ClusterState, *args: str, check: bool = True) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(cluster.binaries / "helm"), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig), "HELM_CACHE_HOME": "/tmp/helm-cache",
+             "HELM_CONFIG_HOME": "/tmp/helm-config", "HELM_DATA_HOME": "/tmp/helm-data"})
+    out, _ = await proc.communicate()
+    text = out.decode()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{text}")
+    return proc.returncode, text
+
+
+async def install(cluster: ClusterState, name: str, namespace: str, values: dict | None = None) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"telemetry": {"enabled": False}, **(values or {})}, f)
+    await helm(cluster, "upgrade", "--install", name, str(CHART), "-n", namespace, "-f", f.name)
+
+
+async def new_namespace(kube: client.ApiClient, prefix: str = "vc") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await client.CoreV1Api(kube).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+async def wait_ready(kube: client.ApiClient, name: str, namespace: str, timeout: float = 90) -> None:
+    core = client.CoreV1Api(kube)
+
+    async def ready():
+        pod = await core.read_namespaced_pod(f"{name}-0", namespace)
+        ok = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        secret = await core.read_namespaced_secret(f"vc-{name}", namespace)
+        return ok and "config" in (secret.data or {})
+    await wait_for(ready, timeout=timeout, what=f"vCluster {namespace}/{name} ready with vc-{name}")
+
+
+async def virtual_client(kube: client.ApiClient, name: str, namespace: str) -> client.ApiClient:
+    """A client for the vCluster from Secret vc-N, reaching it through Service N's cluster IP
+    (the local stand-in for the in-cluster address https://N.NS:443). Like `vcluster connect`,
+    it waits until ServiceAccount default/default exists: pods cannot be admitted before."""
+    core = client.CoreV1Api(kube)
+    secret = await core.read_namespaced_secret(f"vc-{name}", namespace)
+    kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
+    svc = await core.read_namespaced_service(name, namespace)
+    for c in kubeconfig["clusters"]:
+        c["cluster"]["server"] = f"https://{svc.spec.cluster_ip}:443"
+    path = Path(tempfile.mkdtemp()) / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    vapi = await api_client(path)
+
+    async def default_service_account():
+        return await client.CoreV1Api(vapi).read_namespaced_service_account("default", "default")
+    await wait_for(default_service_account, timeout=60, what=f"default ServiceAccount in vCluster {namespace}/{name}")
+    return vapi
+
