@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 
 import pytest
 import yaml
@@ -233,10 +234,18 @@ async def test_managed_host_orphans_are_deleted_at_start_up(kube, vcluster):
     await core.create_namespaced_config_map(ns, orphan)
     kept = {"metadata": {"name": "not-managed"}, "data": {"k": "v"}}
     await core.create_namespaced_config_map(ns, kept)
+    escaped = copy.deepcopy(orphan)
+    escaped_name = host_name("escaped", "default", "vc")
+    escaped["metadata"].update(name=escaped_name)
+    escaped["metadata"]["annotations"].update({"vcluster.loft.sh/object-name": "escaped",
+                                               "vcluster.loft.sh/object-host-name": escaped_name,
+                                               "vcluster.loft.sh/skip-backsync": "true"})
+    await core.create_namespaced_config_map(ns, escaped)
     await scale(kube, ns, 1)
     await wait_ready(kube, "vc", ns)
     await gone(core.read_namespaced_config_map, hname, ns, what="orphan deleted at start-up")
     await core.read_namespaced_config_map("not-managed", ns)  # unmanaged objects are left alone
+    await core.read_namespaced_config_map(escaped_name, ns)   # the skip-backsync escape hatch
 
 
 # ---- storage -----------------------------------------------------------------------------------
@@ -391,3 +400,49 @@ async def test_missing_mapped_host_namespace_stops_the_control_plane(kube, clust
     events = await wait_for(refused, timeout=60, what="start refused")
     assert "host namespaces must exist" in events[0].message
     await helm(cluster, "uninstall", "vc", "-n", ns)
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+async def test_init_manifests_exist_before_the_syncer_and_set_owner_false(kube, cluster):
+    ns = await new_namespace(kube)
+    manifests = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-init, namespace: default}\ndata: {a: b}\n"
+    await install(cluster, "vc", ns, {"experimental": {"deploy": {"vcluster": {"manifests": manifests}},
+                                                       "syncSettings": {"setOwner": False}}})
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    try:
+        vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+        assert (await vcore.read_namespaced_config_map("from-init", "default")).data == {"a": "b"}
+        await vcore.create_namespaced_pod("default", python_pod("p", "import time; time.sleep(600)"))
+        await pod_phase(vcore, "default", "p", "Running")
+        hpod = await core.read_namespaced_pod("p-x-default-x-vc", ns)
+        assert not hpod.metadata.owner_references   # setOwner: false
+    finally:
+        await vapi.close()
+        await helm(cluster, "uninstall", "vc", "-n", ns)
+    # without owners the synced pod outlives the release (the cost of setOwner: false)
+    await asyncio.sleep(3)
+    assert (await client.CoreV1Api(kube).read_namespaced_pod("p-x-default-x-vc", ns)).status.phase == "Running"
+    await client.CoreV1Api(kube).delete_namespace(ns)
+
+
+async def test_service_accounts_to_host_when_enabled(kube, cluster):
+    ns = await new_namespace(kube)
+    await install(cluster, "vc", ns, {"sync": {"toHost": {"serviceAccounts": {"enabled": True}}}})
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    try:
+        vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+        await vcore.create_namespaced_service_account("default", {"metadata": {"name": "worker"}})
+        body = python_pod("p", "import time; time.sleep(600)")
+        body["spec"]["serviceAccountName"] = "worker"
+        await vcore.create_namespaced_pod("default", body)
+        await pod_phase(vcore, "default", "p", "Running")
+        hpod = await core.read_namespaced_pod("p-x-default-x-vc", ns)
+        assert hpod.spec.service_account_name == "worker-x-default-x-vc"
+        sa = await core.read_namespaced_service_account("worker-x-default-x-vc", ns)
+        assert sa.automount_service_account_token is False
+    finally:
+        await vapi.close()
+        await helm(cluster, "uninstall", "vc", "-n", ns)

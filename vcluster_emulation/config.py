@@ -24,13 +24,11 @@ class SecretMapping:
     host_name: str
     virtual_namespace: str
     virtual_name: str   # "*" = same name as on the host
+    from_own_namespace: bool = False   # written as "/name" or "" (the vCluster's namespace)
 
     def priority(self) -> int:
         """Upstream matching order: exact ns/name, then ns/*, then /name, then "" (own NS)."""
-        return {(False, False): 0, (False, True): 1, (True, False): 2, (True, True): 3}[
-            (self.from_own_namespace, self.host_name == "*")]
-
-    from_own_namespace: bool = False
+        return 2 * self.from_own_namespace + (self.host_name == "*")
 
 
 def parse_secret_mappings(by_name: dict[str, str], host_namespace: str) -> list[SecretMapping]:

@@ -86,6 +86,9 @@ class Syncer:
             ("secret", self.virtual.list_secret_for_all_namespaces, self.host.list_namespaced_secret),
             ("configmap", self.virtual.list_config_map_for_all_namespaces, self.host.list_namespaced_config_map),
         ]
+        if self.config.to_host_enabled("serviceAccounts"):
+            kinds.append(("serviceaccount", self.virtual.list_service_account_for_all_namespaces,
+                          self.host.list_namespaced_service_account))
         for kind, list_virtual, list_host in kinds:
             self.tasks.append(asyncio.create_task(watch_forever(
                 list_virtual, lambda t, o, k=kind: self._enqueue_virtual(k, ser(o)), what=f"virtual {kind}s")))
@@ -171,7 +174,8 @@ class Syncer:
 
     async def _worker(self) -> None:
         handlers = {"pod": self.reconcile_pod, "pvc": self.reconcile_pvc, "service": self.reconcile_service,
-                    "secret": self.reconcile_config, "configmap": self.reconcile_config}
+                    "secret": self.reconcile_config, "configmap": self.reconcile_config,
+                    "serviceaccount": self.reconcile_config}
         while True:
             key = await self.queue.get()
             self.queued.discard(key)
@@ -189,6 +193,19 @@ class Syncer:
 
     def _pair(self, kind: str, vns: str, vname: str):
         return host_name(vname, vns, self.name)
+
+    def _host_leftover(self, key: tuple[str, str, str], host_obj, kind: str) -> bool:
+        """Should a managed host object without virtual counterpart be deleted? Yes if it
+        existed while this syncer ran (the virtual object was deleted: upstream's VirtualOld)
+        or, after a restart, if it is fully annotated (``ShouldDeleteHostObject``); never with
+        ``vcluster.loft.sh/skip-backsync: "true"`` (upstream ``Reconcile``)."""
+        obj = self.host_api.sanitize_for_serialization(host_obj)
+        if (obj["metadata"].get("annotations") or {}).get(tr.SKIP_BACKSYNC) == "true":
+            return False
+        if key in self.seen or tr.should_delete_orphan(obj, kind):
+            self.seen.discard(key)
+            return True
+        return False
 
     def _owned(self, host_obj, kind: str) -> bool:
         return tr.is_managed(self.host_api.sanitize_for_serialization(host_obj), self.name, kind)
@@ -219,10 +236,8 @@ class Syncer:
                 await _ignore_missing(self.virtual.delete_namespaced_pod(vname, vns, grace_period_seconds=0))
             else:
                 await self._create_host_pod(vpod)
-        elif hpod is not None:
-            if key in self.seen or tr.should_delete_orphan(self.host_api.sanitize_for_serialization(hpod), "Pod"):
-                self.seen.discard(key)
-                await _ignore_missing(self.host.delete_namespaced_pod(hname, self.ns))
+        elif hpod is not None and self._host_leftover(key, hpod, "Pod"):
+            await _ignore_missing(self.host.delete_namespaced_pod(hname, self.ns))
 
     async def _create_host_pod(self, vpod) -> None:
         v = self.virtual_api.sanitize_for_serialization(vpod)
@@ -237,9 +252,15 @@ class Syncer:
             for name in names:
                 self.used.add((kind, vns, name))
                 await self.sync_config_to_host(kind, vns, name)
+        if self.config.to_host_enabled("serviceAccounts"):
+            sa = v["spec"].get("serviceAccountName") or "default"
+            await self.sync_config_to_host("serviceaccount", vns, sa)
+            workload_sa = host_name(sa, vns, self.name)
+        else:
+            workload_sa = self.config.workload_service_account
         body = tr.translate_pod(
             v, vcluster=self.name, host_namespace=self.ns, owner=self.owner,
-            workload_sa=self.config.workload_service_account, kubernetes_ip=self.kubernetes_ip,
+            workload_sa=workload_sa, kubernetes_ip=self.kubernetes_ip,
             dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token)
         await self.host.create_namespaced_pod(self.ns, body)
         self.seen.add(("pod", vns, v["metadata"]["name"]))
@@ -320,9 +341,7 @@ class Syncer:
                 self.seen.add(key)
         else:
             await self._delete_fake_pvs(vns, vname)
-            if hpvc is not None and (key in self.seen or tr.should_delete_orphan(
-                    self.host_api.sanitize_for_serialization(hpvc), "PersistentVolumeClaim")):
-                self.seen.discard(key)
+            if hpvc is not None and self._host_leftover(key, hpvc, "PersistentVolumeClaim"):
                 await _ignore_missing(self.host.delete_namespaced_persistent_volume_claim(hname, self.ns))
 
     async def _sync_pvc(self, vpvc, hpvc) -> None:
@@ -418,29 +437,26 @@ class Syncer:
                 body["spec"].pop("clusterIP")
                 await self.host.create_namespaced_service(self.ns, body)
             self.seen.add(key)
-        elif hsvc is not None:
-            if key in self.seen or tr.should_delete_orphan(self.host_api.sanitize_for_serialization(hsvc), "Service"):
-                self.seen.discard(key)
-                await _ignore_missing(self.host.delete_namespaced_service(hname, self.ns))
+        elif hsvc is not None and self._host_leftover(key, hsvc, "Service"):
+            await _ignore_missing(self.host.delete_namespaced_service(hname, self.ns))
 
     # ---- secrets / configMaps used by pods (toHost) ---------------------------------------
 
-    def _config_api(self, kind: str, side: client.CoreV1Api):
-        if kind == "secret":
-            return side.read_namespaced_secret, side.create_namespaced_secret, side.replace_namespaced_secret, \
-                side.delete_namespaced_secret
-        return side.read_namespaced_config_map, side.create_namespaced_config_map, \
-            side.replace_namespaced_config_map, side.delete_namespaced_config_map
+    @staticmethod
+    def _config_api(kind: str, side: client.CoreV1Api):
+        resource = {"secret": "secret", "configmap": "config_map", "serviceaccount": "service_account"}[kind]
+        return tuple(getattr(side, f"{verb}_namespaced_{resource}") for verb in ("read", "create", "replace", "delete"))
 
     async def sync_config_to_host(self, kind: str, vns: str, vname: str) -> None:
-        """Create or update the host copy of a secret/configMap a pod uses."""
+        """Create or update the host copy of a secret/configMap a pod uses, or of a
+        ServiceAccount (``sync.toHost.serviceAccounts``)."""
         vread, *_ = self._config_api(kind, self.virtual)
         hread, hcreate, hreplace, _ = self._config_api(kind, self.host)
         vobj = await _get(vread, vname, vns)
         if vobj is None:
             return  # the kubelet reports FailedMount until it appears
         body = tr.translate_config_object(self.virtual_api.sanitize_for_serialization(vobj),
-                                          "Secret" if kind == "secret" else "ConfigMap", self.name, self.ns, self.owner)
+                                          tr.HOST_KINDS[kind], self.name, self.ns, self.owner)
         hobj = await _get(hread, body["metadata"]["name"], self.ns)
         if hobj is None:
             await hcreate(self.ns, body)
@@ -461,7 +477,7 @@ class Syncer:
         hname = self._pair(kind, vns, vname)
         vobj = await _get(vread, vname, vns)
         hobj = await _get(hread, hname, self.ns)
-        hkind = "Secret" if kind == "secret" else "ConfigMap"
+        hkind = tr.HOST_KINDS[kind]
         if hobj is not None and not self._owned(hobj, hkind):
             return
         if vobj is not None and hobj is not None:
@@ -469,12 +485,12 @@ class Syncer:
                 await _ignore_missing(hdelete(hname, self.ns))   # deleted and re-created (§1.6)
             await self.sync_config_to_host(kind, vns, vname)
         elif vobj is not None:
-            if key in self.used:   # e.g. kube-root-ca.crt published after the pod was synced
+            # used by a pod (e.g. kube-root-ca.crt published after the pod was synced), or a
+            # ServiceAccount, which syncs whenever its kind is enabled
+            if key in self.used or kind == "serviceaccount":
                 await self.sync_config_to_host(kind, vns, vname)
-        elif hobj is not None:
-            if key in self.seen or tr.should_delete_orphan(self.host_api.sanitize_for_serialization(hobj), hkind):
-                self.seen.discard(key)
-                await _ignore_missing(hdelete(hname, self.ns))
+        elif hobj is not None and self._host_leftover(key, hobj, hkind):
+            await _ignore_missing(hdelete(hname, self.ns))
 
     # ---- fromHost secrets ------------------------------------------------------------------
 

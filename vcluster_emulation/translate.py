@@ -30,8 +30,9 @@ PVC_EXCLUDED_ANNOTATIONS = (
     "pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-by-controller",
     "volume.beta.kubernetes.io/storage-provisioner",
 )
-KINDS = {"Pod": "/v1, Kind=Pod", "PersistentVolumeClaim": "/v1, Kind=PersistentVolumeClaim",
-         "Secret": "/v1, Kind=Secret", "ConfigMap": "/v1, Kind=ConfigMap", "Service": "/v1, Kind=Service"}
+KINDS = {k: f"/v1, Kind={k}" for k in ("Pod", "PersistentVolumeClaim", "Secret", "ConfigMap", "Service",
+                                       "ServiceAccount")}
+HOST_KINDS = {"secret": "Secret", "configmap": "ConfigMap", "serviceaccount": "ServiceAccount"}
 
 
 def host_label_key(key: str, vcluster: str) -> str:
@@ -111,6 +112,9 @@ def translate_config_object(vobj: dict, kind: str, vcluster: str, host_namespace
     for key in ("data", "binaryData", "type", "stringData"):
         if key in vobj:
             out[key] = vobj[key]
+    if kind == "ServiceAccount":
+        # upstream serviceaccounts/syncer.go: no token automount, secrets and pull secrets stripped
+        out["automountServiceAccountToken"] = False
     return out
 
 
