@@ -6,8 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/vcluster-spawner
+CHP_VERSION := 5.3.0
+CHP := $(CACHE)/node/chp-$(CHP_VERSION)/node_modules/.bin/configurable-http-proxy
+# the hub started by tests and the demo finds configurable-http-proxy and the venv's tools here
+export PATH := $(dir $(CHP)):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test unit cluster binaries venv clean
+.PHONY: test unit cluster binaries venv chp clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] installing the Python environment in $(VENV)"
@@ -20,7 +25,13 @@ venv: $(STAMP)
 binaries:
 	@bash tools/build-binaries.sh >/dev/null
 
-test: venv binaries
+$(CHP):
+	@echo "[make] installing configurable-http-proxy $(CHP_VERSION) into $(CACHE)/node"
+	@npm install --silent --no-audit --no-fund --prefix $(CACHE)/node/chp-$(CHP_VERSION) configurable-http-proxy@$(CHP_VERSION)
+
+chp: $(CHP)
+
+test: venv binaries chp
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv

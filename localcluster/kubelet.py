@@ -42,6 +42,7 @@ from .processes import die_with_parent
 log = logging.getLogger("localcluster.kubelet")
 
 PODNET_DIR = Path(__file__).parent / "podnet"
+IMAGEFS_DIR = Path(__file__).parent / "imagefs"
 KUBELET_VERSION = "v1.36.3"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
@@ -205,6 +206,7 @@ class PodWorker:
         await self._finish_deletion()
 
     async def _run(self) -> None:
+        self.pod_dir.mkdir(parents=True, exist_ok=True)
         host_network = self.pod["spec"].get("hostNetwork")
         self.ip = self.kubelet.node_ip if host_network else self.kubelet.ips.allocate()
         self.pod.setdefault("status", {})["podIP"] = self.ip
@@ -298,7 +300,7 @@ class PodWorker:
             if rule.run:
                 runtime.argv = rule.argv(spec)
                 runtime.mounts = podspec.container_mounts(spec, volume_dirs)
-                runtime.env = await self._env(spec)
+                runtime.env = await self._env(spec, rule)
             else:
                 factory = _SIMULATORS.get(rule.simulate)
                 if factory is None:
@@ -311,7 +313,7 @@ class PodWorker:
             await self._fail_until_deleted(f"container {spec['name']!r}: {e}", "Failed")
             return None
 
-    async def _env(self, spec: dict) -> dict[str, str]:
+    async def _env(self, spec: dict, rule: podspec.ImageRule) -> dict[str, str]:
         k = self.kubelet
         secret_names, cm_names = podspec.referenced_objects({"spec": {"containers": [spec]}}, env_only=True)
         secrets = {n: _decode(await k.secret_data(self.namespace, n)) for n in secret_names}
@@ -323,6 +325,8 @@ class PodWorker:
             "KUBERNETES_SERVICE_HOST": k.apiserver_host,
             "KUBERNETES_SERVICE_PORT": str(k.apiserver_port),
             "KUBERNETES_SERVICE_PORT_HTTPS": str(k.apiserver_port),
+            # the image's ENV; "{imagefs}" is localcluster/imagefs, files images would contain
+            **{key: value.replace("{imagefs}", str(IMAGEFS_DIR)) for key, value in rule.env},
         }
         env = podspec.container_env(
             spec, self.pod,
@@ -510,7 +514,9 @@ class LocalKubelet:
         self.node_ip = node_ip
         self.apiserver_host = apiserver_host
         self.apiserver_port = apiserver_port
-        self.container_path = container_path or os.environ.get("PATH", "/usr/bin:/bin")
+        # this Python environment's scripts (jupyterhub-singleuser) first, as an image would have them
+        self.container_path = container_path or os.pathsep.join(
+            [os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")])
         self.ips = podspec.IPPool(pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self._tasks: list[asyncio.Task] = []

@@ -27,25 +27,32 @@ class PodSpecError(Exception):
 class ImageRule:
     """How to run containers of images matching ``pattern`` (an fnmatch glob).
 
-    ``run``: the container's command and args run as a local process; ``entrypoint`` stands in
-    for the image's ENTRYPOINT when the container sets no ``command``. ``simulate``: no process;
-    the container is reported Running/Ready, and the named simulator (e.g. the vCluster
-    emulation) may add behaviour.
+    ``run``: the container runs as a local process; ``entrypoint`` and ``cmd`` stand in for the
+    image's ENTRYPOINT and CMD, combined with the container's ``command``/``args`` as Kubernetes
+    does. ``simulate``: no process; the container is reported Running/Ready, and the named
+    simulator (e.g. the vCluster emulation) may add behaviour.
     """
 
     pattern: str
     run: bool = False
     entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()   # the image's ENV
     simulate: str | None = None
 
     def argv(self, container: dict) -> list[str]:
-        command = container.get("command") or list(self.entrypoint)
-        if not command:
+        """command replaces ENTRYPOINT (and drops CMD); args replace CMD."""
+        command, args = container.get("command"), container.get("args")
+        if command:
+            argv = list(command) + list(args or [])
+        else:
+            argv = list(self.entrypoint) + list(args if args else self.cmd)
+        if not argv:
             raise PodSpecError(
                 f"container {container['name']!r}: image {container.get('image')!r} has no "
-                f"command and its image rule {self.pattern!r} sets no entrypoint"
+                f"command or args and its image rule {self.pattern!r} sets no entrypoint or cmd"
             )
-        return list(command) + list(container.get("args") or [])
+        return argv
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class ImageMap:
                 pattern=entry["image"],
                 run="run" in entry,
                 entrypoint=tuple((run or {}).get("entrypoint") or ()),
+                cmd=tuple((run or {}).get("cmd") or ()),
+                env=tuple(((run or {}).get("env") or {}).items()),
                 simulate=entry.get("simulate"),
             ))
         return cls(tuple(rules), source)

@@ -33,12 +33,14 @@ def test_image_rule_needs_run_or_simulate():
         ImageMap.parse([{"image": "x", "run": {}, "simulate": "plain"}])
 
 
-def test_argv_uses_entrypoint_only_without_command():
-    rule = ImageMap.parse([{"image": "*", "run": {"entrypoint": ["python3"]}}]).rule_for("i")
-    assert rule.argv({"name": "c", "args": ["-m", "http.server"]}) == ["python3", "-m", "http.server"]
+def test_argv_combines_command_args_entrypoint_and_cmd_as_kubernetes_does():
+    rule = ImageMap.parse([{"image": "*", "run": {"entrypoint": ["tini", "--"], "cmd": ["start.sh"]}}]).rule_for("i")
+    assert rule.argv({"name": "c"}) == ["tini", "--", "start.sh"]
+    assert rule.argv({"name": "c", "args": ["jupyterhub-singleuser"]}) == ["tini", "--", "jupyterhub-singleuser"]
     assert rule.argv({"name": "c", "command": ["sh", "-c"], "args": ["echo"]}) == ["sh", "-c", "echo"]
+    assert rule.argv({"name": "c", "command": ["sh"]}) == ["sh"]
     bare = ImageMap.parse([{"image": "*", "run": {}}]).rule_for("i")
-    with pytest.raises(PodSpecError, match="no command"):
+    with pytest.raises(PodSpecError, match="no command or args"):
         bare.argv({"name": "c", "image": "i"})
 
 

@@ -1,0 +1,47 @@
+"""Names of a user's host namespace and vCluster (pure functions).
+
+Usernames can be anything JupyterHub accepts (unicode, upper case, leading dashes, very long).
+Kubernetes names cannot: a namespace is a DNS-1123 label (≤ 63) and a vCluster name must be a
+Helm release name and a DNS-1035 label (≤ 53, starts with a letter: Service ``N-headless``
+must be valid). Valid, distinct names come from KubeSpawner's ``safe_slug`` for the username
+and a final hash-suffixed clean-up here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+
+from kubespawner.slugs import safe_slug
+
+NAMESPACE_MAX = 63
+VCLUSTER_NAME_MAX = 53
+_INVALID = re.compile(r"[^a-z0-9-]+")
+
+
+def dns1035_label(text: str, max_length: int) -> str:
+    """``text`` if it already is a DNS-1035 label of at most ``max_length`` characters; else a
+    cleaned-up, truncated form with 8 hex digits of its SHA-256, so different inputs stay
+    different."""
+    if len(text) <= max_length and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    cleaned = _INVALID.sub("-", text.lower()).strip("-")
+    if not cleaned or cleaned[0] not in string.ascii_lowercase:
+        cleaned = "x-" + cleaned
+    cleaned = cleaned[: max_length - 9].rstrip("-")
+    return f"{cleaned}-{digest}"
+
+
+def user_fields(username: str, userid: int | str) -> dict[str, str]:
+    """Fields the name templates may use."""
+    return {"username": safe_slug(username), "userid": str(userid), "raw_username": username}
+
+
+def expand(template: str, fields: dict[str, str], max_length: int) -> str:
+    try:
+        text = template.format(**fields)
+    except KeyError as e:
+        raise ValueError(f"name template {template!r} uses unknown field {e}; known: {sorted(fields)}") from None
+    return dns1035_label(text, max_length)

@@ -1,0 +1,459 @@
+"""VClusterSpawner: each user's notebook runs inside the user's own vCluster.
+
+Lifecycle glue and configuration only: names come from ``names``, helm values from ``values``,
+cluster operations from ``vcluster``, the per-user view of the shared host watch from
+``hostview``. Everything KubeSpawner already does (pod manifest, profiles, hooks, slugs, the
+pod watch) is reused; the seams used are ``_start``, ``_start_reflector``, ``pod_reflector``,
+``events`` and ``self.api`` (pinned: jupyterhub-kubespawner 7.x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from kubernetes_asyncio import client
+from kubespawner import KubeSpawner
+from kubespawner.clients import shared_client
+from kubespawner.reflector import ResourceReflector
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
+
+from . import names
+from .helm import ChartRef, Helm, HelmError
+from .hostview import VirtualPodView, host_pod_events
+from .translate import host_name
+from .values import computed_values, values_hash, vcluster_values
+from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient
+
+try:  # JupyterHub >= 6: expected failures without a traceback
+    from jupyterhub.spawner import SpawnException
+except ImportError:  # pragma: no cover
+    SpawnException = None
+
+
+def _user_error(message: str) -> Exception:
+    return SpawnException(message, reason="vcluster") if SpawnException else RuntimeError(message)
+
+
+class VClusterSpawner(KubeSpawner):
+    """Spawns each user's server in the user's own vCluster (one per user, shared by all their
+    named servers), created or woken on start and put to sleep or deleted on stop."""
+
+    # KubeSpawner keeps its shared reflectors on the class; without our own dict we would share
+    # (and clash with) plain KubeSpawner's, keyed by namespace.
+    reflectors: dict = {}
+    _locks: dict[Ref, asyncio.Lock] = {}
+    _stop_actions: dict[Ref, asyncio.Task] = {}
+    _helm: Helm | None = None
+
+    vcluster_mode = Enum(
+        ["static", "dynamic"], "dynamic", config=True,
+        help="""How users' vClusters come to exist. Default: "dynamic".
+
+        "dynamic": the spawner creates the vCluster (helm upgrade --install) on start when it is
+        missing or its values changed, and by default deletes it when the user's last server
+        stops. "static": an operator pre-provisions the vClusters (``python -m vcluster_spawner
+        provision``); the spawner never creates or deletes them, wakes them on start and by
+        default puts them to sleep on stop; a missing vCluster is an error shown to the user.
+        """,
+    )
+    stop_action = Enum(
+        ["sleep", "delete", "none"], None, allow_none=True, config=True,
+        help="""What happens to the vCluster when the user's last server stops (or is culled).
+
+        "sleep": as ``vcluster pause`` (control plane scaled to 0, synced pods deleted; the
+        cluster's state is kept). "delete": as ``vcluster delete`` (release uninstalled and the
+        control plane's data volume deleted). "none": left running. Default (None): "sleep" in
+        static mode, "delete" in dynamic mode. Never touches the user's home storage.
+        """,
+    )
+    sleep_grace_period = Float(
+        60.0, config=True,
+        help="""Seconds to wait after the user's last server stops before applying
+        ``stop_action``, so that a quick restart finds the vCluster still running. Default: 60.
+        0 applies it at once. A start during the grace period cancels it.
+        """,
+    )
+    vcluster_namespace_template = Unicode(
+        "vc-{username}", config=True,
+        help="""Host namespace of a user's vCluster (one per user: upstream allows one vCluster
+        per namespace). Fields: {username} (KubeSpawner's safe slug), {userid}, {raw_username}.
+        The result is made a valid, unique DNS label (≤ 63 characters, hash-suffixed when the
+        template's output is not valid). Default: "vc-{username}".
+        """,
+    )
+    vcluster_name_template = Unicode(
+        "vc-{username}", config=True,
+        help="""Name (Helm release) of a user's vCluster, made a valid DNS-1035 label of at most
+        53 characters (hash-suffixed when needed). It is part of every synced host object's
+        name, so shorter is better. Fields as for ``vcluster_namespace_template``.
+        Default: "vc-{username}".
+        """,
+    )
+    vcluster_chart = Unicode(
+        "vcluster", config=True,
+        help="""The vCluster Helm chart: a chart name in ``vcluster_chart_repo``, a local path,
+        or an ``oci://`` reference. Default: "vcluster".""",
+    )
+    vcluster_chart_repo = Unicode(
+        "https://charts.loft.sh", config=True,
+        help="Helm repository of ``vcluster_chart`` (ignored for paths and oci:// references). "
+             "Default: https://charts.loft.sh",
+    )
+    vcluster_chart_version = Unicode(
+        "0.36.1", config=True,
+        help="Chart version; empty means the newest. Default: 0.36.1 (the version this spawner is "
+             "tested against).",
+    )
+    vcluster_values = Dict(
+        config=True,
+        help="""Operator vcluster.yaml values for every user's vCluster, e.g. resources, storage
+        class of the control plane volume, policies. Profiles may override parts of it through
+        ``kubespawner_override: {vcluster_values: {...}}`` (merged recursively). The spawner's own
+        settings (distro, export of the kubeconfig, extra SANs, telemetry off) are merged on top.
+        Default: {}.
+        """,
+    )
+    vcluster_api_url_template = Unicode(
+        "https://{name}.{namespace}.svc:443", config=True,
+        help="""How the hub reaches a vCluster's API (Service ``N`` in the user's namespace).
+        Fields: {name}, {namespace}, {cluster_ip} (looked up from the Service). The default is
+        the in-cluster DNS name, which the spawner adds to the serving certificate's SANs.
+        Default: "https://{name}.{namespace}.svc:443".
+        """,
+    )
+    vcluster_ready_timeout = Float(
+        300.0, config=True,
+        help="""Seconds to wait for a created or woken vCluster to be ready (control plane Ready,
+        API /readyz, default ServiceAccount). Default: 300. Also raise ``start_timeout``, which
+        bounds the whole start.""",
+    )
+    vcluster_namespace_labels = Dict(
+        config=True,
+        help="Extra labels on the host namespaces the spawner creates (e.g. for NetworkPolicies "
+             "or Pod Security admission). Default: {}.",
+    )
+    virtual_namespace = Unicode(
+        "default", config=True,
+        help="Namespace inside the vCluster where notebook pods run. Default: default.",
+    )
+    helm_binary = Unicode("helm", config=True, help="The helm executable. Default: helm (on PATH).")
+    helm_max_concurrency = Integer(
+        4, config=True,
+        help="At most this many helm processes run at once, across all users. Default: 4.",
+    )
+    helm_timeout = Float(600.0, config=True, help="Seconds before a helm command is killed. Default: 600.")
+    delete_namespace_on_delete_forever = Bool(
+        True, config=True,
+        help="""Delete the user's host namespace when the user (or their last server) is deleted
+        from the hub. Home volumes are cluster-scoped and unaffected. Default: True.""",
+    )
+
+    @default("namespace")
+    def _default_namespace(self):
+        return self.virtual_namespace
+
+    @default("start_timeout")
+    def _default_start_timeout(self):
+        return 600
+
+    @default("cmd")
+    def _default_cmd(self):
+        return ["jupyterhub-singleuser"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # KubeSpawner set self.api to the host client; pod calls must go to the vCluster, so
+        # nothing may use it before start() or stop() points it there.
+        self.api = None
+        fields = names.user_fields(self.user.name, self.user.id)
+        self.vcluster = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
+                            names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
+        self._values_hash = ""
+        self._virtual: VirtualClient | None = None
+        self._phases: list[dict] = []
+        self._options_loaded = False
+        self._running = False
+
+    # ---- shared clients ------------------------------------------------------------------
+
+    @property
+    def ops(self) -> VClusterOps:
+        cls = VClusterSpawner
+        if cls._helm is None:
+            cls._helm = Helm(self.helm_binary, self.helm_max_concurrency, self.helm_timeout)
+        return VClusterOps(shared_client("CoreV1Api"), shared_client("AppsV1Api"), cls._helm)
+
+    def _lock(self) -> asyncio.Lock:
+        return self._locks.setdefault(self.vcluster, asyncio.Lock())
+
+    def _virtual_client(self) -> VirtualClient:
+        if self._virtual is None:
+            self._virtual = VirtualClient(self.vcluster, shared_client("CoreV1Api"), self.vcluster_api_url_template)
+        return self._virtual
+
+    async def _use_virtual_api(self) -> None:
+        self.api = client.CoreV1Api(await self._virtual_client().api())
+
+    # ---- one shared host watch per kind ---------------------------------------------------
+
+    def _get_reflector_key(self, kind: str):
+        return (kind, "host")
+
+    @property
+    def pod_reflector(self):
+        reflector = self.reflectors.get(self._get_reflector_key("pods"))
+        return reflector and VirtualPodView(reflector, self.vcluster.namespace, self.vcluster.name)
+
+    @property
+    def event_reflector(self):
+        return self.reflectors.get(self._get_reflector_key("events")) if self.events_enabled else None
+
+    async def _start_reflector(self, kind: str, reflector_class: type[ResourceReflector], replace=False, **kwargs):
+        kwargs["omit_namespace"] = True   # all users' host namespaces, one watch
+        return await super()._start_reflector(kind, reflector_class, replace=replace, **kwargs)
+
+    @property
+    def host_pod_name(self) -> str:
+        return host_name(self.pod_name, self.namespace, self.vcluster.name)
+
+    @property
+    def events(self):
+        if not self.event_reflector:
+            return []
+        events = host_pod_events(self.event_reflector, self.vcluster.namespace, self.host_pod_name)
+        last = getattr(self, "_last_event", None)
+        if last:
+            uids = [e["metadata"]["uid"] for e in events]
+            if last in uids:
+                events = events[uids.index(last) + 1:]
+        return events
+
+    # ---- options ---------------------------------------------------------------------------
+
+    async def load_user_options(self):
+        # called by start() before provisioning (profiles may override vcluster_values) and again
+        # by KubeSpawner._start(); overrides must be applied once per start
+        if not self._options_loaded:
+            await super().load_user_options()
+            self._options_loaded = True
+
+    def effective_values(self) -> dict:
+        return vcluster_values(self.vcluster_values, computed_values(self.vcluster.name, self.vcluster.namespace))
+
+    @property
+    def chart(self) -> ChartRef:
+        return ChartRef(self.vcluster_chart, self.vcluster_chart_repo, self.vcluster_chart_version)
+
+    @property
+    def effective_stop_action(self) -> str:
+        return self.stop_action or ("sleep" if self.vcluster_mode == "static" else "delete")
+
+    # ---- start ---------------------------------------------------------------------------------
+
+    def _phase(self, progress: int, message: str) -> None:
+        self.log.info("%s: %s", self._log_name, message)
+        self._phases.append({"progress": progress, "message": message})
+
+    def start(self):
+        self._start_future = asyncio.ensure_future(self._start_in_vcluster())
+        return self._start_future
+
+    async def _start_in_vcluster(self):
+        self._phases = []
+        self._options_loaded = False
+        try:
+            await self.load_user_options()
+            await self._prepare_vcluster()
+            self._phase(60, "Starting your notebook server in your virtual cluster")
+            await self._use_virtual_api()
+            url = await super()._start()
+        except asyncio.CancelledError:
+            self.log.warning("%s: start cancelled; cleaning up", self._log_name)
+            await asyncio.shield(self._cleanup_failed_start())
+            raise
+        except Exception as e:
+            self.log.error("%s: start failed: %s", self._log_name, getattr(e, "detail", e))
+            await self._cleanup_failed_start()
+            if isinstance(e, (VClusterError, HelmError)):
+                raise _user_error(f"Your virtual cluster could not be started: {e}") from e
+            raise
+        self._running = True
+        return url
+
+    async def _prepare_vcluster(self) -> None:
+        ref = self.vcluster
+        async with self._lock():
+            pending = self._stop_actions.pop(ref, None)
+            if pending:
+                pending.cancel()
+            status = await self.ops.status(ref)
+            if self.vcluster_mode == "static":
+                if status.state == State.ABSENT:
+                    raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); "
+                                        "please contact the administrators")
+            else:
+                values = self.effective_values()
+                wanted = values_hash(values, str(self.chart))
+                if status.state == State.ABSENT or wanted != self._values_hash:
+                    verb = "Creating" if status.state == State.ABSENT else "Updating"
+                    self._phase(10, f"{verb} your virtual cluster {ref.name}")
+                    await self.ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
+                                                          "hub.jupyter.org/username": self.user.name[:63],
+                                                          **self.vcluster_namespace_labels})
+                    await self.ops.install(ref, self.chart, values)
+                    self._values_hash = wanted
+                    status = await self.ops.status(ref)
+            if status.state == State.ASLEEP:
+                since = f" (asleep since {status.since})" if status.since else ""
+                self._phase(20, f"Waking your virtual cluster {ref.name}{since}")
+                await self.ops.wake(ref)
+            elif status.state == State.RUNNING:
+                self._phase(40, f"Your virtual cluster {ref.name} is running")
+            self._phase(30, "Waiting for the virtual cluster's control plane")
+            steps = {"control-plane": (40, "Control plane is up; waiting for its API"),
+                     "api": (50, "API is up; waiting for the default service account"),
+                     "service-account": (55, "Virtual cluster ready")}
+            await self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
+                                      lambda step: self._phase(*steps[step]))
+
+    async def _cleanup_failed_start(self) -> None:
+        """No orphan after a failed or cancelled start: the pod goes, and the vCluster gets its
+        stop action like after a normal stop."""
+        try:
+            await self._delete_pod(now=True)
+        except Exception as e:
+            self.log.warning("%s: could not delete the pod after a failed start: %s", self._log_name, e)
+        await self._release_vcluster()
+
+    # ---- poll / stop -------------------------------------------------------------------------
+
+    async def poll(self):
+        if self._start_future is not None and not self._start_future.done():
+            return None  # still starting counts as running (so a stop reaches cleanup)
+        status = await super().poll()
+        if status is not None and self._running:
+            # the server ended on its own (culled pod, vCluster deleted by an admin): JupyterHub
+            # will not call stop(), so the vCluster's stop action is applied from here
+            self._running = False
+            asyncio.ensure_future(self._release_vcluster())
+        return status
+
+    async def _delete_pod(self, now: bool) -> None:
+        status = await self.ops.status(self.vcluster)
+        if status.state == State.RUNNING:
+            await self._use_virtual_api()
+            await super().stop(now=now)
+        else:
+            # no virtual API to ask: remove the host copy directly (the syncer removes the
+            # virtual pod when it runs again, as upstream does for any vanished host pod)
+            try:
+                await shared_client("CoreV1Api").delete_namespaced_pod(
+                    self.host_pod_name, self.vcluster.namespace, grace_period_seconds=0 if now else None)
+            except client.ApiException as e:
+                if e.status != 404:
+                    raise
+
+    async def stop(self, now=False):
+        self._running = False
+        await self._delete_pod(now)
+        await self._release_vcluster()
+
+    def _other_servers_active(self) -> bool:
+        return any(s is not self and s.active for s in self.user.spawners.values())
+
+    async def _release_vcluster(self) -> None:
+        """Apply the stop action once the user's last server is gone, after the grace period."""
+        if self.effective_stop_action == "none" or self._other_servers_active():
+            return
+        ref = self.vcluster
+        previous = self._stop_actions.pop(ref, None)
+        if previous:
+            previous.cancel()
+        if self.sleep_grace_period > 0:
+            self._stop_actions[ref] = asyncio.ensure_future(self._stop_action_after_grace())
+        else:
+            await self._apply_stop_action()
+
+    async def _stop_action_after_grace(self) -> None:
+        await asyncio.sleep(self.sleep_grace_period)
+        self._stop_actions.pop(self.vcluster, None)
+        await self._apply_stop_action()
+
+    async def _apply_stop_action(self) -> None:
+        ref, action = self.vcluster, self.effective_stop_action
+        async with self._lock():
+            if self._other_servers_active():
+                return
+            try:
+                if action == "sleep":
+                    self.log.info("%s: putting vCluster %s to sleep", self._log_name, ref)
+                    await self.ops.sleep(ref)
+                elif action == "delete" and self.vcluster_mode == "dynamic":
+                    self.log.info("%s: deleting vCluster %s", self._log_name, ref)
+                    await self.ops.delete(ref)
+                    self._values_hash = ""
+            except Exception:
+                self.log.exception("%s: %s of vCluster %s failed", self._log_name, action, ref)
+            finally:
+                await self._close_virtual()
+
+    async def _close_virtual(self) -> None:
+        if self._virtual is not None:
+            await self._virtual.close()
+            self._virtual = None
+        self.api = None
+
+    async def delete_forever(self):
+        """The user or their last server was removed from the hub: remove the vCluster (static
+        ones too) and, by default, its host namespace. Home volumes are not in it."""
+        if self._other_servers_active() or any(s is not self for s in self.user.spawners.values()):
+            return
+        async with self._lock():
+            await self.ops.delete(self.vcluster)
+            if self.delete_namespace_on_delete_forever:
+                try:
+                    await shared_client("CoreV1Api").delete_namespace(self.vcluster.namespace)
+                except client.ApiException as e:
+                    if e.status != 404:
+                        raise
+        await self._close_virtual()
+
+    # ---- progress -----------------------------------------------------------------------------
+
+    async def progress(self):
+        if self.events_enabled:
+            await self._start_watching_events()
+        sent_phases, sent_events = 0, set()
+        progress = 0
+        while True:
+            done = self._start_future is None or self._start_future.done()
+            for phase in self._phases[sent_phases:]:
+                progress = max(progress, phase["progress"])
+                yield {**phase, "progress": progress}
+            sent_phases = len(self._phases)
+            for event in self.events:
+                uid = event["metadata"]["uid"]
+                if uid not in sent_events:
+                    sent_events.add(uid)
+                    progress += (95 - progress) // 4
+                    yield {"progress": progress,
+                           "message": f"{event.get('lastTimestamp') or event.get('eventTime') or ''} "
+                                      f"[{event['type']}] {event['message']}"}
+            if done:
+                return
+            await asyncio.sleep(0.5)
+
+    # ---- state ----------------------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        state["vcluster"] = {"namespace": self.vcluster.namespace, "name": self.vcluster.name,
+                             "values_hash": self._values_hash}
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        saved = state.get("vcluster")
+        if saved:
+            self.vcluster = Ref(saved["namespace"], saved["name"])
+            self._values_hash = saved.get("values_hash", "")

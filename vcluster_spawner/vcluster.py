@@ -1,0 +1,250 @@
+"""Operations on one user's vCluster, through the host API and helm.
+
+Provision (``helm upgrade --install``), wake and sleep exactly as upstream ``vcluster resume``
+and ``vcluster pause`` do, delete as ``vcluster delete`` does, readiness, and a client for the
+virtual API built from Secret ``vc-N``. References: loft-sh/vcluster v0.36.1
+``pkg/lifecycle/lifecycle.go``, ``pkg/cli/pause_helm.go``, ``pkg/cli/delete_helm.go``,
+``pkg/cli/connect_helm.go`` (shared/reference/vcluster.md §2, §4.1, §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import enum
+import logging
+import shutil
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import aiohttp
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from .helm import ChartRef, Helm
+from .translate import MANAGED_BY
+
+PAUSED = "loft.sh/paused"
+PAUSED_REPLICAS = "loft.sh/paused-replicas"
+PAUSED_DATE = "loft.sh/paused-date"
+MANAGED_BY_SPAWNER = "hub.jupyter.org/managed-by"
+
+log = logging.getLogger("vcluster_spawner.vcluster")
+
+
+class VClusterError(RuntimeError):
+    """A problem the user can be told about in one sentence (``str()``)."""
+
+
+class State(str, enum.Enum):
+    ABSENT = "absent"
+    STARTING = "starting"
+    RUNNING = "running"
+    ASLEEP = "asleep"
+
+
+@dataclass(frozen=True)
+class Ref:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    since: str | None = None       # paused-date when asleep
+    replicas: int = 0
+
+
+def _now() -> str:
+    # upstream: time.Now().Format("2006-01-02T15:04:05.000Z")
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def _get(call: Callable[..., Awaitable], *args):
+    try:
+        return await call(*args)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+class VClusterOps:
+    """Host-side operations; ``core``/``apps`` are host API clients shared by all users."""
+
+    def __init__(self, core: client.CoreV1Api, apps: client.AppsV1Api, helm: Helm):
+        self.core = core
+        self.apps = apps
+        self.helm = helm
+
+    async def status(self, ref: Ref) -> Status:
+        sts = await _get(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
+        if sts is None:
+            return Status(State.ABSENT)
+        annotations = sts.metadata.annotations or {}
+        if annotations.get(PAUSED) == "true" or not sts.spec.replicas:
+            return Status(State.ASLEEP, annotations.get(PAUSED_DATE), 0)
+        ready = (sts.status.ready_replicas or 0) >= 1
+        return Status(State.RUNNING if ready else State.STARTING, None, sts.spec.replicas)
+
+    async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
+        try:
+            await self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}})
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    async def install(self, ref: Ref, chart: ChartRef, values: dict) -> None:
+        await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
+
+    async def wake(self, ref: Ref) -> None:
+        """``vcluster resume``: replicas from ``loft.sh/paused-replicas`` (default 1), the three
+        pause annotations removed."""
+        sts = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
+        annotations = sts.metadata.annotations or {}
+        if annotations.get(PAUSED) != "true" and not sts.spec.replicas:
+            log.warning("vCluster %s was scaled down without being paused; scaling it up", ref)
+        replicas = int(annotations.get(PAUSED_REPLICAS) or 1)
+        await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
+            "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None}},
+            "spec": {"replicas": replicas}})
+
+    async def sleep(self, ref: Ref, timeout: float = 180) -> None:
+        """``vcluster pause``: pause annotations and replicas 0, wait for the control plane to
+        stop, then delete every host pod it synced (scaling alone leaves them running)."""
+        sts = await _get(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
+        if sts is None:
+            return
+        replicas = sts.spec.replicas or int((sts.metadata.annotations or {}).get(PAUSED_REPLICAS) or 1)
+        await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
+            "metadata": {"annotations": {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: _now()}},
+            "spec": {"replicas": 0}})
+
+        async def scaled_down():
+            current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
+            return not current.status.replicas
+        await poll_until(scaled_down, timeout, f"vCluster {ref} did not scale down within {timeout:.0f} s")
+        await self.core.delete_collection_namespaced_pod(ref.namespace, label_selector=f"{MANAGED_BY}={ref.name}")
+
+    async def delete(self, ref: Ref) -> None:
+        """``vcluster delete``: uninstall the release, then delete the control plane's data PVC
+        so nothing of the old virtual cluster revives on the next create."""
+        await self.helm.uninstall(ref.name, ref.namespace)
+        for pvc in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
+            try:
+                await self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+
+    async def wait_ready(self, ref: Ref, virtual: "VirtualClient", timeout: float, report) -> None:
+        """Readiness as `vcluster connect` judges it: control plane Ready and not paused,
+        ``/readyz`` through the vCluster API, ServiceAccount ``default/default`` present."""
+        async def control_plane_ready():
+            status = await self.status(ref)
+            return status.state == State.RUNNING
+        await poll_until(control_plane_ready, timeout, f"the control plane of vCluster {ref} did not become ready")
+        report("control-plane")
+        await poll_until(virtual.readyz, timeout, f"the API of vCluster {ref} did not become ready")
+        report("api")
+
+        async def default_service_account():
+            api = await virtual.api()
+            return await _get(client.CoreV1Api(api).read_namespaced_service_account, "default", "default")
+        await poll_until(default_service_account, timeout, f"vCluster {ref} has no default ServiceAccount yet")
+        report("service-account")
+
+
+async def poll_until(predicate, timeout: float, message: str, interval: float = 0.25) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            if await predicate():
+                return
+        except (ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            log.debug("%s: not yet (%s)", message, e)
+        if loop.time() > deadline:
+            raise VClusterError(message)
+        await asyncio.sleep(interval)
+        interval = min(interval * 1.5, 2)
+
+
+class VirtualClient:
+    """The vCluster API as cluster-admin, from Secret ``vc-N``.
+
+    The kubeconfig's server is replaced by ``api_url`` (the host-side address of Service ``N``);
+    certificates go to a private temporary directory, removed by :meth:`close`. The client
+    never touches kubernetes_asyncio's global default configuration.
+    """
+
+    def __init__(self, ref: Ref, core: client.CoreV1Api, api_url_template: str):
+        self.ref = ref
+        self.core = core
+        self.api_url_template = api_url_template
+        self._api: client.ApiClient | None = None
+        self._dir: Path | None = None
+        self.server = ""
+
+    async def _resolve_url(self) -> str:
+        fields = {"name": self.ref.name, "namespace": self.ref.namespace}
+        if "{cluster_ip}" in self.api_url_template:
+            svc = await self.core.read_namespaced_service(self.ref.name, self.ref.namespace)
+            fields["cluster_ip"] = svc.spec.cluster_ip
+        return self.api_url_template.format(**fields)
+
+    async def api(self) -> client.ApiClient:
+        if self._api is not None:
+            return self._api
+        secret = await _get(self.core.read_namespaced_secret, f"vc-{self.ref.name}", self.ref.namespace)
+        if secret is None or "config" not in (secret.data or {}):
+            raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret vc-{self.ref.name}) yet")
+        kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
+        context = next(c for c in kubeconfig["contexts"] if c["name"] == kubeconfig["current-context"])["context"]
+        cluster = next(c for c in kubeconfig["clusters"] if c["name"] == context["cluster"])["cluster"]
+        user = next(u for u in kubeconfig["users"] if u["name"] == context["user"])["user"]
+        self._dir = Path(tempfile.mkdtemp(prefix="vcluster-"))  # mode 0700
+        files = {}
+        for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+            if key in cluster or key in user:
+                path = self._dir / key
+                path.write_bytes(base64.b64decode(cluster.get(key) or user.get(key)))
+                path.chmod(0o600)
+                files[key] = str(path)
+        configuration = client.Configuration()
+        self.server = configuration.host = await self._resolve_url()
+        configuration.ssl_ca_cert = files.get("certificate-authority-data")
+        configuration.cert_file = files.get("client-certificate-data")
+        configuration.key_file = files.get("client-key-data")
+        if user.get("token"):
+            configuration.api_key = {"authorization": f"Bearer {user['token']}"}
+        configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify", False)
+        self._api = client.ApiClient(configuration)
+        return self._api
+
+    async def readyz(self) -> bool:
+        api = await self.api()
+        c = api.configuration
+        ctx = ssl.create_default_context(cafile=c.ssl_ca_cert)
+        if c.cert_file:
+            ctx.load_cert_chain(c.cert_file, c.key_file)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{self.server}/readyz", ssl=ctx, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                return r.status == 200
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
