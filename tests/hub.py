@@ -38,11 +38,16 @@ class Hub:
     """``jupyterhub`` with VClusterSpawner against the local cluster; ``spawner_config`` is
     Python appended to the generated jupyterhub_config.py."""
 
-    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = ""):
+    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None):
+        """``restart_of``: a stopped hub whose database, ports and token this one takes over."""
         self.workdir = workdir
         self.cluster = cluster
-        self.token = secrets.token_hex(16)
-        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        if restart_of:
+            self.token, self.port = restart_of.token, restart_of.port
+            self.hub_port, self.proxy_api_port = restart_of.hub_port, restart_of.proxy_api_port
+        else:
+            self.token = secrets.token_hex(16)
+            self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.spawner_config = spawner_config
         self.proc: subprocess.Popen | None = None

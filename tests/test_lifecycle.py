@@ -4,6 +4,8 @@ emulation and real jupyterhub-singleuser servers (pytest -m lifecycle)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 import pytest
 from kubernetes_asyncio import client
@@ -82,3 +84,138 @@ async def test_start_routes_to_the_notebook_in_the_vcluster_then_sleep_and_wake(
     assert "loft.sh/paused" not in (sts.metadata.annotations or {})
     assert [p.metadata.name for p in pods if p.metadata.name.startswith("jupyter-")] == [f"jupyter-alice-x-default-x-{name}"]
     await hub.stop_server("alice")
+
+
+async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(cluster, kube, tmp_path):
+    hub = await Hub(tmp_path / "hub", cluster).start()   # defaults: dynamic, stop action delete
+    try:
+        await hub.add_user("dora")
+        assert (await hub.start_server("dora"))[-1].get("ready"), hub.log_tail()
+        await notebook_status(hub, "dora")
+        ns, name = ref("dora")
+        core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+        first = await apps.read_namespaced_stateful_set(name, ns)
+        await hub.stop_server("dora")
+        await gone(apps.read_namespaced_stateful_set, name, ns, what="release uninstalled")
+        await gone(core.read_namespaced_persistent_volume_claim, f"data-{name}-0", ns, what="data PVC deleted")
+        await gone(core.read_namespaced_secret, f"vc-{name}", ns, what="kubeconfig secret gone")
+
+        events = await hub.start_server("dora")
+        assert events[-1].get("ready"), hub.log_tail()
+        assert any("Creating your virtual cluster" in e["message"] for e in events)
+        second = await apps.read_namespaced_stateful_set(name, ns)
+        assert second.metadata.uid != first.metadata.uid
+        await notebook_status(hub, "dora")
+        await hub.stop_server("dora")
+    finally:
+        await hub.stop()
+
+
+async def test_named_servers_share_the_vcluster_and_the_last_stop_sleeps_it(hub, kube):
+    await hub.add_user("nina")
+    assert (await hub.start_server("nina"))[-1].get("ready"), hub.log_tail()
+    assert (await hub.start_server("nina", "second"))[-1].get("ready"), hub.log_tail()
+    await notebook_status(hub, "nina")
+    await notebook_status(hub, "nina", "second")
+    sts, pods = await vcluster_state(kube, "nina")
+    notebooks = sorted(p.metadata.name for p in pods if p.metadata.name.startswith("jupyter-"))
+    assert notebooks == ["jupyter-nina--second-x-default-x-vc-nina", "jupyter-nina-x-default-x-vc-nina"]
+
+    await hub.stop_server("nina", "second")
+    sts, _ = await vcluster_state(kube, "nina")
+    assert sts.spec.replicas == 1                      # another server still runs
+    await notebook_status(hub, "nina")
+    await hub.stop_server("nina")
+    sts, pods = await vcluster_state(kube, "nina")
+    assert sts.spec.replicas == 0 and pods == []
+
+
+async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cluster, kube, tmp_path):
+    hub = await Hub(tmp_path / "hub", cluster, 'c.VClusterSpawner.vcluster_mode = "static"\n').start()
+    try:
+        await hub.add_user("sam")
+        status, body = await hub.api("POST", "/users/sam/server")
+        assert status == 400 and "no virtual cluster was provisioned for you" in body["message"], body
+
+        # the operator provisions it with the hub's own configuration
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vcluster_spawner", "-f", str(hub.write_config()), "provision", "sam", "--asleep",
+            env={**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        assert "vc-sam/vc-sam asleep" in out.decode()
+
+        events = await hub.start_server("sam")
+        assert events[-1].get("ready"), hub.log_tail()
+        assert any("Waking your virtual cluster" in e["message"] for e in events)
+        await notebook_status(hub, "sam")
+        await hub.stop_server("sam")
+        sts, pods = await vcluster_state(kube, "sam")
+        assert sts.spec.replicas == 0 and pods == []
+    finally:
+        await hub.stop()
+
+
+async def test_hub_restart_finds_running_servers_again(cluster, kube, tmp_path):
+    workdir = tmp_path / "hub"
+    config = 'c.VClusterSpawner.stop_action = "sleep"\n'
+    hub = await Hub(workdir, cluster, config).start()
+    await hub.add_user("rita")
+    assert (await hub.start_server("rita"))[-1].get("ready"), hub.log_tail()
+    await hub.stop()
+    restarted = await Hub(workdir, cluster, config, restart_of=hub).start()
+    try:
+        model = await restarted.user_model("rita")
+        assert model["servers"][""]["ready"], model
+        await notebook_status(restarted, "rita")
+        await restarted.stop_server("rita")
+        sts, pods = await vcluster_state(kube, "rita")
+        assert sts.spec.replicas == 0 and pods == []
+    finally:
+        await restarted.stop()
+
+
+async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tmp_path):
+    workdir = tmp_path / "hub"
+    config = 'c.VClusterSpawner.stop_action = "sleep"\n'
+    hub = await Hub(workdir, cluster, config).start()
+    await hub.add_user("kim")
+    await hub.api("POST", "/users/kim/server")
+    ns, name = ref("kim")
+
+    async def control_plane_created():
+        return await client.AppsV1Api(kube).read_namespaced_stateful_set(name, ns)
+    await wait_for(control_plane_created, timeout=60, what="helm install under way")
+    await hub.stop(kill=True)
+
+    restarted = await Hub(workdir, cluster, config, restart_of=hub).start()
+    try:
+        # the interrupted spawn is either resumed (its pod was already running: the hub adopts
+        # it) or dropped (no pod yet); either way a start then gives exactly one notebook pod
+        async def settled():
+            server = (await restarted.user_model("kim"))["servers"].get("")
+            return "absent" if server is None else ("ready" if server["ready"] else None)
+        if await wait_for(settled, timeout=60, what="interrupted spawn settled") == "absent":
+            assert (await restarted.start_server("kim"))[-1].get("ready"), restarted.log_tail()
+        await notebook_status(restarted, "kim")
+        _, pods = await vcluster_state(kube, "kim")
+        assert [p.metadata.name for p in pods if p.metadata.name.startswith("jupyter-")] == \
+            [f"jupyter-kim-x-default-x-{name}"]
+        await restarted.stop_server("kim")
+    finally:
+        await restarted.stop()
+
+
+async def test_ten_users_start_at_once(hub, kube):
+    users = [f"crowd{i}" for i in range(10)]
+    for user in users:
+        await hub.add_user(user)
+    results = await asyncio.gather(*(hub.start_server(u, timeout=600) for u in users))
+    assert all(r[-1].get("ready") for r in results), [r[-1] for r in results]
+    for user in users:
+        await notebook_status(hub, user)
+    await asyncio.gather(*(hub.stop_server(u, timeout=300) for u in users))
+    for user in users:
+        sts, pods = await vcluster_state(kube, user)
+        assert sts.spec.replicas == 0 and pods == []

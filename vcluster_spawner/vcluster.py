@@ -132,7 +132,7 @@ class VClusterOps:
         async def scaled_down():
             current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
             return not current.status.replicas
-        await poll_until(scaled_down, timeout, f"vCluster {ref} did not scale down within {timeout:.0f} s")
+        await poll_until(scaled_down, timeout, f"vCluster {ref} did not scale down")
         await self.core.delete_collection_namespaced_pod(ref.namespace, label_selector=f"{MANAGED_BY}={ref.name}")
 
     async def delete(self, ref: Ref) -> None:
@@ -167,14 +167,17 @@ class VClusterOps:
 async def poll_until(predicate, timeout: float, message: str, interval: float = 0.25) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    last_error = None
     while True:
         try:
             if await predicate():
                 return
-        except (ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+        except (VClusterError, ApiException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            last_error = e
             log.debug("%s: not yet (%s)", message, e)
         if loop.time() > deadline:
-            raise VClusterError(message)
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise VClusterError(f"{message} within {timeout:.0f} s{detail}")
         await asyncio.sleep(interval)
         interval = min(interval * 1.5, 2)
 

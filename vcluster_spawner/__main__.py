@@ -1,0 +1,80 @@
+"""Operator command line: manage users' vClusters with the hub's own configuration.
+
+    python -m vcluster_spawner [-f jupyterhub_config.py] provision USER... [--asleep]
+    python -m vcluster_spawner [-f jupyterhub_config.py] status|sleep|wake|delete USER...
+
+``provision`` pre-creates static-mode vClusters exactly as the spawner would (same names,
+chart and values); ``--asleep`` puts them to sleep once ready. ``delete`` removes a vCluster
+as ``vcluster delete`` does (the user's home storage is not touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from types import SimpleNamespace
+
+from traitlets.config import Config, PyFileConfigLoader
+
+
+def _spawner(config: Config, username: str):
+    from .spawner import VClusterSpawner
+
+    user = SimpleNamespace(name=username, id=0, url=f"/user/{username}/", spawners={})
+    return VClusterSpawner(config=config, user=user, _mock=True)
+
+
+async def _run(args) -> int:
+    config = Config()
+    if args.config:
+        loader = PyFileConfigLoader(args.config)
+        config = loader.load_config()
+    failures = 0
+    for username in args.users:
+        spawner = _spawner(config, username)
+        ref, ops = spawner.vcluster, spawner.ops
+        try:
+            if args.command == "status":
+                status = await ops.status(ref)
+                since = f" since {status.since}" if status.since else ""
+                print(f"{username}: {ref} {status.state.value}{since}")
+            elif args.command == "provision":
+                print(f"{username}: installing {ref} ({spawner.chart})", flush=True)
+                await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
+                                                 **spawner.vcluster_namespace_labels})
+                await ops.install(ref, spawner.chart, spawner.effective_values())
+                await ops.wait_ready(ref, spawner._virtual_client(), spawner.vcluster_ready_timeout,
+                                     lambda step: print(f"{username}: {step} ready", flush=True))
+                if args.asleep:
+                    await ops.sleep(ref)
+                print(f"{username}: {ref} {'asleep' if args.asleep else 'running'}")
+            elif args.command == "sleep":
+                await ops.sleep(ref)
+                print(f"{username}: {ref} asleep")
+            elif args.command == "wake":
+                await ops.wake(ref)
+                print(f"{username}: {ref} waking")
+            elif args.command == "delete":
+                await ops.delete(ref)
+                print(f"{username}: {ref} deleted")
+        except Exception as e:
+            failures += 1
+            print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
+        finally:
+            await spawner._close_virtual()
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vcluster_spawner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-f", "--config", help="a jupyterhub_config.py holding the VClusterSpawner settings")
+    parser.add_argument("command", choices=["provision", "status", "sleep", "wake", "delete"])
+    parser.add_argument("users", nargs="+", metavar="USER", help="JupyterHub user names")
+    parser.add_argument("--asleep", action="store_true", help="provision: put the vCluster to sleep once ready")
+    return asyncio.run(_run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
