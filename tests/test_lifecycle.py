@@ -219,3 +219,51 @@ async def test_ten_users_start_at_once(hub, kube):
     for user in users:
         sts, pods = await vcluster_state(kube, user)
         assert sts.spec.replicas == 0 and pods == []
+
+
+async def test_removing_the_user_deletes_the_vcluster_and_its_namespace(hub, kube):
+    await hub.add_user("gone")
+    assert (await hub.start_server("gone"))[-1].get("ready"), hub.log_tail()
+    await hub.stop_server("gone")
+    status, body = await hub.api("DELETE", "/users/gone")
+    assert status == 204, body
+    ns, name = ref("gone")
+    await gone(client.CoreV1Api(kube).read_namespace, ns, timeout=90, what="user namespace deleted")
+
+
+async def test_a_helm_failure_is_a_clear_message_and_leaves_nothing_running(cluster, kube, tmp_path):
+    bad = 'c.VClusterSpawner.vcluster_values = {"controlPlane": {"distro": {"k3s": {"enabled": True}}}}\n'
+    hub = await Hub(tmp_path / "hub", cluster, bad).start()
+    try:
+        await hub.add_user("fay")
+        status, body = await hub.api("POST", "/users/fay/server")
+        assert status == 400, body
+        assert "Your virtual cluster could not be started: helm upgrade --install vc-fay/vc-fay failed" in body["message"]
+        assert "k3s" in body["message"]
+        ns, name = ref("fay")
+        assert (await client.AppsV1Api(kube).list_namespaced_stateful_set(ns)).items == []
+        assert (await client.CoreV1Api(kube).list_namespaced_pod(ns)).items == []
+        assert not (await hub.user_model("fay"))["servers"]
+    finally:
+        await hub.stop()
+
+
+async def test_sleep_grace_period_keeps_the_vcluster_warm(cluster, kube, tmp_path):
+    config = 'c.VClusterSpawner.stop_action = "sleep"\nc.VClusterSpawner.sleep_grace_period = 5\n'
+    hub = await Hub(tmp_path / "hub", cluster, config).start()
+    try:
+        await hub.add_user("gus")
+        assert (await hub.start_server("gus"))[-1].get("ready"), hub.log_tail()
+        await hub.stop_server("gus")
+        sts, _ = await vcluster_state(kube, "gus")
+        assert sts.spec.replicas == 1                  # within the grace period: still running
+        events = await hub.start_server("gus")         # a quick restart needs no wake-up
+        assert events[-1].get("ready") and not any("Waking" in e["message"] for e in events)
+        await hub.stop_server("gus")
+
+        async def asleep():
+            sts, pods = await vcluster_state(kube, "gus")
+            return sts.spec.replicas == 0 and not pods
+        await wait_for(asleep, timeout=30, what="asleep after the grace period")
+    finally:
+        await hub.stop()
