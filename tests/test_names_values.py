@@ -97,3 +97,14 @@ async def test_state_holds_identities_only_and_round_trips(offline_kubeconfig):
     assert spawner.effective_stop_action == "delete"
     spawner.vcluster_mode = "static"
     assert spawner.effective_stop_action == "sleep"
+
+
+def test_configuration_reference_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "tools/config_reference.py", "--check"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

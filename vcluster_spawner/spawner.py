@@ -144,8 +144,8 @@ class VClusterSpawner(KubeSpawner):
     helm_timeout = Float(600.0, config=True, help="Seconds before a helm command is killed. Default: 600.")
     delete_namespace_on_delete_forever = Bool(
         True, config=True,
-        help="""Delete the user's host namespace when the user (or their last server) is deleted
-        from the hub. Home volumes are cluster-scoped and unaffected. Default: True.""",
+        help="""Delete the user's host namespace, with everything vCluster synced into it, when the
+        user (or their last server) is removed from the hub. Default: True.""",
     )
 
     @default("namespace")
