@@ -12,7 +12,7 @@ import aiohttp
 
 from . import pki
 from .kube import write_kubeconfig
-from .processes import ManagedProcess, free_port, wait_for
+from .processes import ManagedProcess, ProcessGroup, free_port, wait_for
 
 def loopback_ranges() -> tuple[str, str]:
     """(service CIDR, pod CIDR) for one cluster: /16s of 127.0.0.0/8, drawn at random so that
@@ -56,7 +56,7 @@ class ControlPlane:
     binaries: Path
     verbosity: int = 1
     service_cidr: str = "127.96.0.0/16"
-    processes: list[ManagedProcess] = field(default_factory=list)
+    group: ProcessGroup = field(default_factory=ProcessGroup)
     apiserver_port: int = 0
     etcd_url: str = ""
 
@@ -205,16 +205,14 @@ class ControlPlane:
         return ctx
 
     async def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
-        proc = await ManagedProcess(name, argv, self.logs_dir / f"{name}.log").start()
-        self.processes.append(proc)
-        return proc
+        return await self.group.spawn(name, argv, self.logs_dir / f"{name}.log")
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return self.group.processes
 
     def check_alive(self) -> None:
-        for proc in self.processes:
-            proc.check_alive()
+        self.group.check_alive()
 
     async def stop(self) -> None:
-        # Reverse start order: clients first, etcd last.
-        for proc in reversed(self.processes):
-            await proc.stop()
-        self.processes.clear()
+        await self.group.stop()   # reverse start order: clients first, etcd last

@@ -78,6 +78,27 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+class ProcessGroup:
+    """Processes started together and stopped in reverse order (clients before servers)."""
+
+    def __init__(self):
+        self.processes: list[ManagedProcess] = []
+
+    async def spawn(self, name: str, argv: list[str], log_path: Path) -> ManagedProcess:
+        proc = await ManagedProcess(name, argv, log_path).start()
+        self.processes.append(proc)
+        return proc
+
+    def check_alive(self) -> None:
+        for proc in self.processes:
+            proc.check_alive()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for proc in reversed(self.processes):
+            await proc.stop(grace)
+        self.processes.clear()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
 

@@ -29,11 +29,14 @@ CLAIM_PROVISIONER_ANNOTATIONS = (
     "volume.beta.kubernetes.io/storage-provisioner",
 )
 
-# name -> (reclaim policy, default class?). "local-rwx" stands in for an NFS class.
+# name -> (reclaim policy, default class?, binding mode). "local-rwx" stands in for an NFS
+# class. The default class binds on first consumer, like most block-storage classes: with
+# Immediate binding a StatefulSet pod created before its claim is bound can sit in the
+# scheduler's unschedulable queue for minutes (seen with ten vClusters starting at once).
 STORAGE_CLASSES = {
-    "local-rwo": ("Delete", True),
-    "local-rwx": ("Delete", False),
-    "local-rwx-retain": ("Retain", False),
+    "local-rwo": ("Delete", True, "WaitForFirstConsumer"),
+    "local-rwx": ("Delete", False, "Immediate"),
+    "local-rwx-retain": ("Retain", False, "Immediate"),
 }
 
 
@@ -44,13 +47,13 @@ class LocalProvisioner:
         self.data_root = data_root
 
     async def create_storage_classes(self) -> None:
-        for name, (reclaim, default) in STORAGE_CLASSES.items():
+        for name, (reclaim, default, binding) in STORAGE_CLASSES.items():
             body = {
                 "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                 "metadata": {"name": name, "annotations": {
                     "storageclass.kubernetes.io/is-default-class": str(default).lower()}},
                 "provisioner": PROVISIONER, "reclaimPolicy": reclaim,
-                "volumeBindingMode": "Immediate", "allowVolumeExpansion": True,
+                "volumeBindingMode": binding, "allowVolumeExpansion": True,
             }
             try:
                 await self.storage.create_storage_class(body)

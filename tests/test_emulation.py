@@ -34,6 +34,14 @@ async def vcluster(kube, cluster):
     await client.CoreV1Api(kube).delete_namespace(ns)
 
 
+async def start_failure(core, ns, pod) -> str:
+    """The message of the event the emulated control plane reports when it refuses to start."""
+    async def refused():
+        events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod}")
+        return [e.message for e in events.items if e.reason == "VClusterStartFailed"]
+    return (await wait_for(refused, timeout=60, what=f"{pod} refusing to start"))[0]
+
+
 async def scale(kube, ns, replicas):
     await client.AppsV1Api(kube).patch_namespaced_stateful_set_scale("vc", ns, {"spec": {"replicas": replicas}})
 
@@ -117,12 +125,7 @@ async def test_one_vcluster_per_namespace(kube, cluster, vcluster):
     ns, _ = vcluster
     await install(cluster, "second", ns)
     core = client.CoreV1Api(kube)
-
-    async def refused():
-        events = await core.list_namespaced_event(ns, field_selector="involvedObject.name=second-0")
-        return [e for e in events.items if e.reason == "VClusterStartFailed"]
-    events = await wait_for(refused, timeout=60, what="second vCluster refused")
-    assert "only one vCluster per namespace" in events[0].message
+    assert "only one vCluster per namespace" in await start_failure(core, ns, "second-0")
     pod = await core.read_namespaced_pod("second-0", ns)
     assert not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
     await helm(cluster, "uninstall", "second", "-n", ns)
@@ -393,12 +396,7 @@ async def test_missing_mapped_host_namespace_stops_the_control_plane(kube, clust
     await install(cluster, "vc", ns, {"sync": {"fromHost": {"secrets": {
         "enabled": True, "mappings": {"byName": {"does-not-exist/s3": "default/s3"}}}}}})
     core = client.CoreV1Api(kube)
-
-    async def refused():
-        events = await core.list_namespaced_event(ns, field_selector="involvedObject.name=vc-0")
-        return [e for e in events.items if e.reason == "VClusterStartFailed"]
-    events = await wait_for(refused, timeout=60, what="start refused")
-    assert "host namespaces must exist" in events[0].message
+    assert "host namespaces must exist" in await start_failure(core, ns, "vc-0")
     await helm(cluster, "uninstall", "vc", "-n", ns)
 
 

@@ -196,7 +196,7 @@ async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tm
         async def settled():
             server = (await restarted.user_model("kim"))["servers"].get("")
             return "absent" if server is None else ("ready" if server["ready"] else None)
-        if await wait_for(settled, timeout=60, what="interrupted spawn settled") == "absent":
+        if await wait_for(settled, timeout=150, what="interrupted spawn settled") == "absent":
             assert (await restarted.start_server("kim"))[-1].get("ready"), restarted.log_tail()
         await notebook_status(restarted, "kim")
         _, pods = await vcluster_state(kube, "kim")
@@ -265,5 +265,27 @@ async def test_sleep_grace_period_keeps_the_vcluster_warm(cluster, kube, tmp_pat
             sts, pods = await vcluster_state(kube, "gus")
             return sts.spec.replicas == 0 and not pods
         await wait_for(asleep, timeout=30, what="asleep after the grace period")
+    finally:
+        await hub.stop()
+
+
+async def test_profiles_override_the_vcluster_values(cluster, kube, tmp_path):
+    config = '''
+c.VClusterSpawner.stop_action = "sleep"
+c.VClusterSpawner.profile_list = [
+    {"display_name": "Small", "slug": "small", "default": True},
+    {"display_name": "Quota'd", "slug": "quota", "kubespawner_override": {"vcluster_values": {
+        "policies": {"resourceQuota": {"enabled": True, "quota": {"count/pods": "7"}}}}}},
+]
+'''
+    hub = await Hub(tmp_path / "hub", cluster, config).start()
+    try:
+        await hub.add_user("pia")
+        assert (await hub.start_server("pia", options={"profile": "quota"}))[-1].get("ready"), hub.log_tail()
+        quota = await client.CoreV1Api(kube).read_namespaced_resource_quota("vc-vc-pia", "vc-pia")
+        assert quota.spec.hard == {"count/pods": "7"}
+        await hub.stop_server("pia")
+        status, body = await hub.api("POST", "/users/pia/server", {"profile": "no-such-profile"})
+        assert status == 400 and "no-such-profile" in body["message"], body
     finally:
         await hub.stop()

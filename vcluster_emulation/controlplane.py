@@ -21,7 +21,7 @@ import ssl
 import yaml
 
 from localcluster import pki
-from localcluster.processes import ManagedProcess, free_port, wait_for
+from localcluster.processes import ManagedProcess, ProcessGroup, free_port, wait_for
 
 log = logging.getLogger("vcluster_emulation")
 
@@ -50,7 +50,7 @@ class VirtualControlPlane:
         self.cluster_domain = cluster_domain
         self.extra_sans = extra_sans
         self.service_ip = service_ip
-        self.processes: list[ManagedProcess] = []
+        self.group = ProcessGroup()
         self.pki_dir = data_dir / "pki"
         self.admin_kubeconfig = data_dir / "admin.kubeconfig"
 
@@ -157,15 +157,7 @@ class VirtualControlPlane:
             return False
 
     async def _spawn(self, name: str, log_dir: Path, argv: list[str]) -> ManagedProcess:
-        proc = await ManagedProcess(name, argv, log_dir / f"{self.namespace}_{self.name}_{name}.log").start()
-        self.processes.append(proc)
-        return proc
-
-    def check_alive(self) -> None:
-        for proc in self.processes:
-            proc.check_alive()
+        return await self.group.spawn(name, argv, log_dir / f"{self.namespace}_{self.name}_{name}.log")
 
     async def stop(self) -> None:
-        for proc in reversed(self.processes):
-            await proc.stop(grace=5)
-        self.processes.clear()
+        await self.group.stop(grace=5)

@@ -263,6 +263,10 @@ class VClusterSpawner(KubeSpawner):
         self._options_loaded = False
         try:
             await self.load_user_options()
+        except ValueError as e:   # unknown profile, tampered choice: nothing was started
+            self.log.warning("%s: refused options %s: %s", self._log_name, self.user_options, e)
+            raise _user_error(f"Your server options were refused: {e}") from e
+        try:
             await self._prepare_vcluster()
             self._phase(60, "Starting your notebook server in your virtual cluster")
             await self._use_virtual_api()
@@ -337,6 +341,15 @@ class VClusterSpawner(KubeSpawner):
             self._running = False
             asyncio.ensure_future(self._release_vcluster())
         return status
+
+    async def get_url(self):
+        """Asked by JupyterHub after a restart for servers whose poll() says running: a spawn
+        interrupted before the hub recorded the pod's address is found again by its pod."""
+        await self._start_watching_pods()
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+        if pod and pod["status"].get("podIP"):
+            return self._get_pod_url(pod)
+        return await super().get_url()
 
     async def _delete_pod(self, now: bool) -> None:
         status = await self.ops.status(self.vcluster)
