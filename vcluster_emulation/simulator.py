@@ -26,7 +26,9 @@ from localcluster.kube import api_client
 
 from .config import VClusterConfig
 from .controlplane import PORT, VirtualControlPlane
-from .syncer import StartError, Syncer, _get
+from vcluster_spawner.vcluster import read_or_none
+
+from .syncer import StartError, Syncer
 
 log = logging.getLogger("vcluster_emulation")
 
@@ -65,7 +67,7 @@ class VClusterSimulator:
             if self.host.startup_delay:
                 await asyncio.sleep(self.host.startup_delay)
             await self._refuse_second_vcluster(name, namespace)
-            owner_svc = await _get(self.core.read_namespaced_service, name, namespace)
+            owner_svc = await read_or_none(self.core.read_namespaced_service, name, namespace)
             if owner_svc is None and config.set_owner:
                 raise StartError(f"get vcluster service: service {namespace}/{name} not found")
             owner = {"name": name, "uid": owner_svc.metadata.uid} if owner_svc else None
@@ -105,7 +107,7 @@ class VClusterSimulator:
                                  f"({sts.metadata.name}); only one vCluster per namespace is allowed")
 
     async def _read_secret(self, name: str, namespace: str) -> dict[str, bytes] | None:
-        secret = await _get(self.core.read_namespaced_secret, name, namespace)
+        secret = await read_or_none(self.core.read_namespaced_secret, name, namespace)
         if secret is None:
             return None
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}

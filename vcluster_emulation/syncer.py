@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable
 
 import yaml
 from kubernetes_asyncio import client, utils
@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from localcluster.kube import watch_forever
 from localcluster.podspec import referenced_objects
 from vcluster_spawner.translate import MANAGED_BY, host_name
+from vcluster_spawner.vcluster import read_or_none
 
 from . import translate as tr
 from .config import VClusterConfig
@@ -33,15 +34,6 @@ COREDNS_IMAGE = "coredns/coredns:1.14.2"
 
 class StartError(Exception):
     """The control plane refuses to start (upstream exits and the pod crash-loops)."""
-
-
-async def _get(read: Callable[..., Awaitable], *args):
-    try:
-        return await read(*args)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
 
 
 async def _ignore_missing(call: Awaitable) -> None:
@@ -108,7 +100,7 @@ class Syncer:
 
     async def _check_from_host_namespaces(self) -> None:
         for mapping in self.config.secret_mappings:
-            if await _get(self.host.read_namespace, mapping.host_namespace) is None:
+            if await read_or_none(self.host.read_namespace, mapping.host_namespace) is None:
                 raise StartError(
                     f"sync.fromHost.secrets maps host namespace {mapping.host_namespace!r}, which does not "
                     f"exist; host namespaces must exist when the vCluster starts")
@@ -119,7 +111,7 @@ class Syncer:
         text = self.config.init_manifests
         if not text.strip():
             return
-        last = await _get(self.virtual.read_namespaced_config_map, "vcluster-deploy", "kube-system")
+        last = await read_or_none(self.virtual.read_namespaced_config_map, "vcluster-deploy", "kube-system")
         if last is not None and (last.data or {}).get("manifests") == text:
             return
         for doc in yaml.safe_load_all(text):
@@ -139,7 +131,7 @@ class Syncer:
         """CoreDNS inside the vCluster (upstream pkg/coredns): Service kube-dns, Deployment
         coredns. Host pods are only created once the DNS Service IP is known."""
         labels = {"k8s-app": "vcluster-kube-dns"}
-        svc = await _get(self.virtual.read_namespaced_service, "kube-dns", "kube-system")
+        svc = await read_or_none(self.virtual.read_namespaced_service, "kube-dns", "kube-system")
         if svc is None:
             svc = await self.virtual.create_namespaced_service("kube-system", {
                 "metadata": {"name": "kube-dns", "labels": labels},
@@ -147,7 +139,7 @@ class Syncer:
                     {"name": "dns-tcp", "port": 53, "targetPort": 1053, "protocol": "TCP"}]}})
         self.dns_ip = svc.spec.cluster_ip
         apps = client.AppsV1Api(self.virtual_api)
-        if await _get(apps.read_namespaced_deployment, "coredns", "kube-system") is None:
+        if await read_or_none(apps.read_namespaced_deployment, "coredns", "kube-system") is None:
             await apps.create_namespaced_deployment("kube-system", {
                 "metadata": {"name": "coredns", "labels": labels},
                 "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
@@ -215,8 +207,8 @@ class Syncer:
     async def reconcile_pod(self, kind: str, vns: str, vname: str) -> None:
         key = (kind, vns, vname)
         hname = self._pair(kind, vns, vname)
-        vpod = await _get(self.virtual.read_namespaced_pod, vname, vns)
-        hpod = await _get(self.host.read_namespaced_pod, hname, self.ns)
+        vpod = await read_or_none(self.virtual.read_namespaced_pod, vname, vns)
+        hpod = await read_or_none(self.host.read_namespaced_pod, hname, self.ns)
         if hpod is not None and not self._owned(hpod, "Pod"):
             if vpod is not None:
                 log.info("%s/%s: host pod %s exists and is not managed; virtual pod %s/%s is not synced",
@@ -305,7 +297,7 @@ class Syncer:
 
     async def _ensure_virtual_node(self, node: str) -> None:
         """Fake node (upstream ``nodes/fake_syncer.go``): exists while pods use it."""
-        if await _get(self.virtual.read_node, node) is not None:
+        if await read_or_none(self.virtual.read_node, node) is not None:
             return
         await _ignore_missing(self.virtual.create_node({"metadata": {
             "name": node, "labels": {"vcluster.loft.sh/fake-node": "true", "kubernetes.io/hostname": node}}}))
@@ -321,8 +313,8 @@ class Syncer:
     async def reconcile_pvc(self, kind: str, vns: str, vname: str) -> None:
         key = (kind, vns, vname)
         hname = self._pair(kind, vns, vname)
-        vpvc = await _get(self.virtual.read_namespaced_persistent_volume_claim, vname, vns)
-        hpvc = await _get(self.host.read_namespaced_persistent_volume_claim, hname, self.ns)
+        vpvc = await read_or_none(self.virtual.read_namespaced_persistent_volume_claim, vname, vns)
+        hpvc = await read_or_none(self.host.read_namespaced_persistent_volume_claim, hname, self.ns)
         if hpvc is not None and not self._owned(hpvc, "PersistentVolumeClaim"):
             return
         if vpvc is not None and hpvc is not None:
@@ -379,7 +371,7 @@ class Syncer:
             await self.virtual.patch_namespaced_persistent_volume_claim_status(vname, vns, {"status": status})
 
     async def _ensure_fake_pv(self, name: str, vpvc, hpvc) -> None:
-        if await _get(self.virtual.read_persistent_volume, name) is not None:
+        if await read_or_none(self.virtual.read_persistent_volume, name) is not None:
             return
         await _ignore_missing(self.virtual.create_persistent_volume({
             "metadata": {"name": name, "labels": {"vcluster.loft.sh/fake-pv": "true"},
@@ -414,8 +406,8 @@ class Syncer:
             return  # upstream SyncKubernetesService handles it separately
         key = (kind, vns, vname)
         hname = self._pair(kind, vns, vname)
-        vsvc = await _get(self.virtual.read_namespaced_service, vname, vns)
-        hsvc = await _get(self.host.read_namespaced_service, hname, self.ns)
+        vsvc = await read_or_none(self.virtual.read_namespaced_service, vname, vns)
+        hsvc = await read_or_none(self.host.read_namespaced_service, hname, self.ns)
         if hsvc is not None and not self._owned(hsvc, "Service"):
             return
         if vsvc is not None and hsvc is not None:
@@ -452,12 +444,12 @@ class Syncer:
         ServiceAccount (``sync.toHost.serviceAccounts``)."""
         vread, *_ = self._config_api(kind, self.virtual)
         hread, hcreate, hreplace, _ = self._config_api(kind, self.host)
-        vobj = await _get(vread, vname, vns)
+        vobj = await read_or_none(vread, vname, vns)
         if vobj is None:
             return  # the kubelet reports FailedMount until it appears
         body = tr.translate_config_object(self.virtual_api.sanitize_for_serialization(vobj),
                                           tr.HOST_KINDS[kind], self.name, self.ns, self.owner)
-        hobj = await _get(hread, body["metadata"]["name"], self.ns)
+        hobj = await read_or_none(hread, body["metadata"]["name"], self.ns)
         if hobj is None:
             await hcreate(self.ns, body)
         elif self._owned(hobj, body["kind"]):
@@ -475,8 +467,8 @@ class Syncer:
         vread, *_ = self._config_api(kind, self.virtual)
         hread, _, _, hdelete = self._config_api(kind, self.host)
         hname = self._pair(kind, vns, vname)
-        vobj = await _get(vread, vname, vns)
-        hobj = await _get(hread, hname, self.ns)
+        vobj = await read_or_none(vread, vname, vns)
+        hobj = await read_or_none(hread, hname, self.ns)
         hkind = tr.HOST_KINDS[kind]
         if hobj is not None and not self._owned(hobj, hkind):
             return
@@ -520,16 +512,16 @@ class Syncer:
     async def _sync_from_host(self, source: tuple[str, str], target: tuple[str, str]) -> None:
         """One-way copy of labels, annotations and data; virtual edits are overwritten and a
         deleted virtual copy comes back (vcluster-sync.md §4)."""
-        hobj = await _get(self.host.read_namespaced_secret, source[1], source[0])
+        hobj = await read_or_none(self.host.read_namespaced_secret, source[1], source[0])
         if hobj is None:
             return
         vns, vname = target
-        if await _get(self.virtual.read_namespace, vns) is None:
+        if await read_or_none(self.virtual.read_namespace, vns) is None:
             await _ignore_missing(self.virtual.create_namespace({"metadata": {"name": vns}}))
         body = {"metadata": {"name": vname, "namespace": vns, "labels": hobj.metadata.labels,
                              "annotations": hobj.metadata.annotations},
                 "type": hobj.type, "data": hobj.data}
-        vobj = await _get(self.virtual.read_namespaced_secret, vname, vns)
+        vobj = await read_or_none(self.virtual.read_namespaced_secret, vname, vns)
         if vobj is None:
             await self.virtual.create_namespaced_secret(vns, body)
         elif (vobj.data, vobj.metadata.labels, vobj.metadata.annotations) != (

@@ -69,7 +69,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-async def _get(call: Callable[..., Awaitable], *args):
+async def read_or_none(call: Callable[..., Awaitable], *args):
+    """``call(*args)``, or None when the object does not exist (404)."""
     try:
         return await call(*args)
     except ApiException as e:
@@ -87,7 +88,7 @@ class VClusterOps:
         self.helm = helm
 
     async def status(self, ref: Ref) -> Status:
-        sts = await _get(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
+        sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
         if sts is None:
             return Status(State.ABSENT)
         annotations = sts.metadata.annotations or {}
@@ -121,7 +122,7 @@ class VClusterOps:
     async def sleep(self, ref: Ref, timeout: float = 180) -> None:
         """``vcluster pause``: pause annotations and replicas 0, wait for the control plane to
         stop, then delete every host pod it synced (scaling alone leaves them running)."""
-        sts = await _get(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
+        sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
         if sts is None:
             return
         replicas = sts.spec.replicas or int((sts.metadata.annotations or {}).get(PAUSED_REPLICAS) or 1)
@@ -159,7 +160,7 @@ class VClusterOps:
 
         async def default_service_account():
             api = await virtual.api()
-            return await _get(client.CoreV1Api(api).read_namespaced_service_account, "default", "default")
+            return await read_or_none(client.CoreV1Api(api).read_namespaced_service_account, "default", "default")
         await poll_until(default_service_account, timeout, f"vCluster {ref} has no default ServiceAccount yet")
         report("service-account")
 
@@ -208,7 +209,7 @@ class VirtualClient:
     async def api(self) -> client.ApiClient:
         if self._api is not None:
             return self._api
-        secret = await _get(self.core.read_namespaced_secret, f"vc-{self.ref.name}", self.ref.namespace)
+        secret = await read_or_none(self.core.read_namespaced_secret, f"vc-{self.ref.name}", self.ref.namespace)
         if secret is None or "config" not in (secret.data or {}):
             raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret vc-{self.ref.name}) yet")
         kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
