@@ -289,3 +289,21 @@ c.VClusterSpawner.profile_list = [
         assert status == 400 and "no-such-profile" in body["message"], body
     finally:
         await hub.stop()
+
+
+async def test_a_crashing_notebook_fails_fast_with_its_reason(cluster, kube, tmp_path):
+    config = ('c.VClusterSpawner.stop_action = "sleep"\n'
+              'c.VClusterSpawner.cmd = ["python3", "-c", "import sys; print(\'no notebook here\'); sys.exit(3)"]\n')
+    hub = await Hub(tmp_path / "hub", cluster, config).start()
+    try:
+        await hub.add_user("cara")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        events = await hub.start_server("cara")
+        assert events[-1].get("failed"), events[-1]
+        assert "Your notebook server could not start: it exited with code 3" in events[-1]["message"]
+        assert loop.time() - started < 120   # not the 240 s start_timeout
+        _, pods = await vcluster_state(kube, "cara")
+        assert pods == []                    # cleaned up, vCluster asleep
+    finally:
+        await hub.stop()

@@ -270,7 +270,7 @@ class VClusterSpawner(KubeSpawner):
             await self._prepare_vcluster()
             self._phase(60, "Starting your notebook server in your virtual cluster")
             await self._use_virtual_api()
-            url = await super()._start()
+            url = await self._start_pod()
         except asyncio.CancelledError:
             self.log.warning("%s: start cancelled; cleaning up", self._log_name)
             await asyncio.shield(self._cleanup_failed_start())
@@ -319,6 +319,42 @@ class VClusterSpawner(KubeSpawner):
                      "service-account": (55, "Virtual cluster ready")}
             await self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
                                       lambda step: self._phase(*steps[step]))
+
+    async def _start_pod(self) -> str:
+        """KubeSpawner's ``_start``, abandoned early when the notebook container cannot run
+        (it would otherwise wait ``start_timeout`` for a pod that never becomes ready)."""
+        start = asyncio.ensure_future(super()._start())
+        crash = asyncio.ensure_future(self._notebook_failure())
+        await asyncio.wait({start, crash}, return_when=asyncio.FIRST_COMPLETED)
+        crash.cancel()
+        if not start.done():
+            start.cancel()
+            await asyncio.gather(start, return_exceptions=True)
+            raise _user_error(f"Your notebook server could not start: {crash.result()}")
+        return start.result()
+
+    async def _notebook_failure(self) -> str:
+        """Returns (never raises) once the pod shows it cannot run: failed, an image that cannot
+        be pulled, or the notebook container restarting after crashes."""
+        key = f"{self.namespace}/{self.pod_name}"
+        while True:
+            await asyncio.sleep(1)
+            view = self.pod_reflector
+            pod = view.pods.get(key) if view else None
+            if pod is None:
+                continue
+            status = pod.get("status") or {}
+            if status.get("phase") == "Failed":
+                return status.get("message") or status.get("reason") or "the pod failed"
+            for c in status.get("containerStatuses") or []:
+                waiting = (c.get("state") or {}).get("waiting") or {}
+                last = (c.get("lastState") or {}).get("terminated") or {}
+                if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                             "CreateContainerConfigError", "CreateContainerError"):
+                    return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+                if c.get("restartCount", 0) >= 2 and last:
+                    detail = (last.get("message") or "").strip().splitlines()[-1:] or [""]
+                    return f"it exited with code {last.get('exitCode')} {c['restartCount']} times; {detail[0]}".strip()
 
     async def _cleanup_failed_start(self) -> None:
         """No orphan after a failed or cancelled start: the pod goes, and the vCluster gets its
