@@ -43,6 +43,7 @@ class VClusterSpawner(KubeSpawner):
     reflectors: dict = {}
     _locks: dict[Ref, asyncio.Lock] = {}
     _stop_actions: dict[Ref, asyncio.Task] = {}
+    _background: set[asyncio.Task] = set()   # strong references: the loop keeps only weak ones
     _helm: Helm | None = None
 
     vcluster_mode = Enum(
@@ -375,7 +376,9 @@ class VClusterSpawner(KubeSpawner):
             # the server ended on its own (culled pod, vCluster deleted by an admin): JupyterHub
             # will not call stop(), so the vCluster's stop action is applied from here
             self._running = False
-            asyncio.ensure_future(self._release_vcluster())
+            task = asyncio.ensure_future(self._release_vcluster())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return status
 
     async def get_url(self):
