@@ -224,6 +224,11 @@ async def test_ten_users_start_at_once(hub, kube):
 async def test_removing_the_user_deletes_the_vcluster_and_its_namespace(hub, kube):
     await hub.add_user("gone")
     assert (await hub.start_server("gone"))[-1].get("ready"), hub.log_tail()
+    for server in ("two", "three"):
+        assert (await hub.start_server("gone", server))[-1].get("ready"), hub.log_tail()
+    await hub.stop_server("gone", "three", remove=True)   # removing one named server keeps it
+    await client.AppsV1Api(kube).read_namespaced_stateful_set(*reversed(ref("gone")))
+    await hub.stop_server("gone", "two")
     await hub.stop_server("gone")
     status, body = await hub.api("DELETE", "/users/gone")
     assert status == 204, body

@@ -456,10 +456,14 @@ class VClusterSpawner(KubeSpawner):
         self.api = None
 
     async def delete_forever(self):
-        """The user or their last server was removed from the hub: remove the vCluster (static
-        ones too) and, by default, its host namespace. Home volumes are not in it."""
-        if self._other_servers_active() or any(s is not self for s in self.user.spawners.values()):
-            return
+        """The user, or their last named server, was removed from the hub: remove the vCluster
+        (static ones too) and, by default, its host namespace.
+
+        JupyterHub calls this for the default server only when it deletes the user (then for
+        every server of the user), and for a named server when that server is removed.
+        """
+        if self.name and any(s is not self for s in self.user.spawners.values()):
+            return  # another server of the user still needs the vCluster
         async with self._lock():
             await self.ops.delete(self.vcluster)
             if self.delete_namespace_on_delete_forever:
