@@ -39,6 +39,12 @@ async def notebook_status(hub: Hub, user: str, server: str = "") -> dict:
     return body
 
 
+async def assert_asleep(kube, user):
+    sts, pods = await vcluster_state(kube, user)
+    assert sts.spec.replicas == 0 and pods == [], (sts.spec.replicas, [p.metadata.name for p in pods])
+    return sts
+
+
 async def vcluster_state(kube, user):
     ns, name = ref(user)
     sts = await client.AppsV1Api(kube).read_namespaced_stateful_set(name, ns)
@@ -69,8 +75,7 @@ async def test_start_routes_to_the_notebook_in_the_vcluster_then_sleep_and_wake(
     sts_before, _ = await vcluster_state(kube, "alice")
 
     await hub.stop_server("alice")
-    sts, pods = await vcluster_state(kube, "alice")
-    assert sts.spec.replicas == 0 and pods == []
+    sts = await assert_asleep(kube, "alice")
     assert sts.metadata.annotations["loft.sh/paused"] == "true"
     assert sts.metadata.annotations["loft.sh/paused-replicas"] == "1"
     assert sts.metadata.annotations["loft.sh/paused-date"].endswith("Z")
@@ -126,8 +131,7 @@ async def test_named_servers_share_the_vcluster_and_the_last_stop_sleeps_it(hub,
     assert sts.spec.replicas == 1                      # another server still runs
     await notebook_status(hub, "nina")
     await hub.stop_server("nina")
-    sts, pods = await vcluster_state(kube, "nina")
-    assert sts.spec.replicas == 0 and pods == []
+    await assert_asleep(kube, "nina")
 
 
 async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cluster, kube, tmp_path):
@@ -151,36 +155,37 @@ async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cl
         assert any("Waking your virtual cluster" in e["message"] for e in events)
         await notebook_status(hub, "sam")
         await hub.stop_server("sam")
-        sts, pods = await vcluster_state(kube, "sam")
-        assert sts.spec.replicas == 0 and pods == []
+        await assert_asleep(kube, "sam")
     finally:
         await hub.stop()
 
 
+SLEEP_ON_STOP = 'c.VClusterSpawner.stop_action = "sleep"\n'
+
+
+async def hub_with_user(cluster, tmp_path, user: str) -> Hub:
+    hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP).start()
+    await hub.add_user(user)
+    return hub
+
+
 async def test_hub_restart_finds_running_servers_again(cluster, kube, tmp_path):
-    workdir = tmp_path / "hub"
-    config = 'c.VClusterSpawner.stop_action = "sleep"\n'
-    hub = await Hub(workdir, cluster, config).start()
-    await hub.add_user("rita")
+    hub = await hub_with_user(cluster, tmp_path, "rita")
     assert (await hub.start_server("rita"))[-1].get("ready"), hub.log_tail()
     await hub.stop()
-    restarted = await Hub(workdir, cluster, config, restart_of=hub).start()
+    restarted = await Hub(hub.workdir, cluster, SLEEP_ON_STOP, restart_of=hub).start()
     try:
         model = await restarted.user_model("rita")
         assert model["servers"][""]["ready"], model
         await notebook_status(restarted, "rita")
         await restarted.stop_server("rita")
-        sts, pods = await vcluster_state(kube, "rita")
-        assert sts.spec.replicas == 0 and pods == []
+        await assert_asleep(kube, "rita")
     finally:
         await restarted.stop()
 
 
 async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tmp_path):
-    workdir = tmp_path / "hub"
-    config = 'c.VClusterSpawner.stop_action = "sleep"\n'
-    hub = await Hub(workdir, cluster, config).start()
-    await hub.add_user("kim")
+    hub = await hub_with_user(cluster, tmp_path, "kim")
     await hub.api("POST", "/users/kim/server")
     ns, name = ref("kim")
 
@@ -189,7 +194,7 @@ async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tm
     await wait_for(control_plane_created, timeout=60, what="helm install under way")
     await hub.stop(kill=True)
 
-    restarted = await Hub(workdir, cluster, config, restart_of=hub).start()
+    restarted = await Hub(hub.workdir, cluster, SLEEP_ON_STOP, restart_of=hub).start()
     try:
         # the interrupted spawn is either resumed (its pod was already running: the hub adopts
         # it) or dropped (no pod yet); either way a start then gives exactly one notebook pod
@@ -217,8 +222,7 @@ async def test_ten_users_start_at_once(hub, kube):
         await notebook_status(hub, user)
     await asyncio.gather(*(hub.stop_server(u, timeout=300) for u in users))
     for user in users:
-        sts, pods = await vcluster_state(kube, user)
-        assert sts.spec.replicas == 0 and pods == []
+        await assert_asleep(kube, user)
 
 
 async def test_removing_the_user_deletes_the_vcluster_and_its_namespace(hub, kube):

@@ -183,9 +183,6 @@ class Syncer:
                 log.exception("%s/%s: reconcile %s failed", self.ns, self.name, key)
                 asyncio.get_running_loop().call_later(2, self._enqueue, key)
 
-    def _pair(self, kind: str, vns: str, vname: str):
-        return host_name(vname, vns, self.name)
-
     def _host_leftover(self, key: tuple[str, str, str], host_obj, kind: str) -> bool:
         """Should a managed host object without virtual counterpart be deleted? Yes if it
         existed while this syncer ran (the virtual object was deleted: upstream's VirtualOld)
@@ -206,7 +203,7 @@ class Syncer:
 
     async def reconcile_pod(self, kind: str, vns: str, vname: str) -> None:
         key = (kind, vns, vname)
-        hname = self._pair(kind, vns, vname)
+        hname = host_name(vname, vns, self.name)
         vpod = await read_or_none(self.virtual.read_namespaced_pod, vname, vns)
         hpod = await read_or_none(self.host.read_namespaced_pod, hname, self.ns)
         if hpod is not None and not self._owned(hpod, "Pod"):
@@ -312,7 +309,7 @@ class Syncer:
 
     async def reconcile_pvc(self, kind: str, vns: str, vname: str) -> None:
         key = (kind, vns, vname)
-        hname = self._pair(kind, vns, vname)
+        hname = host_name(vname, vns, self.name)
         vpvc = await read_or_none(self.virtual.read_namespaced_persistent_volume_claim, vname, vns)
         hpvc = await read_or_none(self.host.read_namespaced_persistent_volume_claim, hname, self.ns)
         if hpvc is not None and not self._owned(hpvc, "PersistentVolumeClaim"):
@@ -405,7 +402,7 @@ class Syncer:
         if (vns, vname) == ("default", "kubernetes"):
             return  # upstream SyncKubernetesService handles it separately
         key = (kind, vns, vname)
-        hname = self._pair(kind, vns, vname)
+        hname = host_name(vname, vns, self.name)
         vsvc = await read_or_none(self.virtual.read_namespaced_service, vname, vns)
         hsvc = await read_or_none(self.host.read_namespaced_service, hname, self.ns)
         if hsvc is not None and not self._owned(hsvc, "Service"):
@@ -466,7 +463,7 @@ class Syncer:
         key = (kind, vns, vname)
         vread, *_ = self._config_api(kind, self.virtual)
         hread, _, _, hdelete = self._config_api(kind, self.host)
-        hname = self._pair(kind, vns, vname)
+        hname = host_name(vname, vns, self.name)
         vobj = await read_or_none(vread, vname, vns)
         hobj = await read_or_none(hread, hname, self.ns)
         hkind = tr.HOST_KINDS[kind]

@@ -20,10 +20,6 @@ class VirtualPodView:
         self.host_namespace = host_namespace
         self.vcluster = vcluster
 
-    @property
-    def first_load_future(self):
-        return self.reflector.first_load_future
-
     def host_pods(self) -> list[dict]:
         return [
             pod for pod in self.reflector.resources.values()

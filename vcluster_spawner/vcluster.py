@@ -61,7 +61,6 @@ class Ref:
 class Status:
     state: State
     since: str | None = None       # paused-date when asleep
-    replicas: int = 0
 
 
 def _now() -> str:
@@ -93,9 +92,9 @@ class VClusterOps:
             return Status(State.ABSENT)
         annotations = sts.metadata.annotations or {}
         if annotations.get(PAUSED) == "true" or not sts.spec.replicas:
-            return Status(State.ASLEEP, annotations.get(PAUSED_DATE), 0)
+            return Status(State.ASLEEP, annotations.get(PAUSED_DATE))
         ready = (sts.status.ready_replicas or 0) >= 1
-        return Status(State.RUNNING if ready else State.STARTING, None, sts.spec.replicas)
+        return Status(State.RUNNING if ready else State.STARTING)
 
     async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
         try:
