@@ -80,6 +80,8 @@ class Hub:
             c.VClusterSpawner.helm_binary = {str(self.cluster.binaries / 'helm')!r}
             c.VClusterSpawner.image = {NOTEBOOK_IMAGE!r}
             c.VClusterSpawner.sleep_grace_period = 0
+            c.VClusterSpawner.home_storage_class = "local-rwx"
+            c.VClusterSpawner.user_kubeconfig_server_template = "https://{{cluster_ip}}:443"
             c.VClusterSpawner.start_timeout = 240
             c.VClusterSpawner.http_timeout = 90
         """) + textwrap.dedent(self.spawner_config))

@@ -2,10 +2,13 @@
 
     python -m vcluster_spawner [-f jupyterhub_config.py] provision USER... [--asleep]
     python -m vcluster_spawner [-f jupyterhub_config.py] status|sleep|wake|delete USER...
+    python -m vcluster_spawner [-f jupyterhub_config.py] delete-home USER... --yes-delete-data
 
 ``provision`` pre-creates static-mode vClusters exactly as the spawner would (same names,
 chart and values); ``--asleep`` puts them to sleep once ready. ``delete`` removes a vCluster
-as ``vcluster delete`` does (the user's home storage is not touched).
+as ``vcluster delete`` does (the user's home storage is not touched). ``delete-home`` is the
+one command that deletes a user's home data: it deletes the vCluster first, then hands the
+home volume back to its provisioner with reclaim policy Delete.
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ async def _run(args) -> int:
             elif args.command == "delete":
                 await ops.delete(ref)
                 print(f"{username}: {ref} deleted")
+            elif args.command == "delete-home":
+                if not args.yes_delete_data:
+                    raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
+                await ops.delete(ref)
+                volume = await spawner.homes.delete(spawner.home_spec, ref, spawner.home_bind_timeout)
+                print(f"{username}: " + (f"home volume {volume} released for deletion" if volume
+                                         else "no home volume found"))
         except Exception as e:
             failures += 1
             print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
@@ -70,9 +80,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vcluster_spawner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--config", help="a jupyterhub_config.py holding the VClusterSpawner settings")
-    parser.add_argument("command", choices=["provision", "status", "sleep", "wake", "delete"])
+    parser.add_argument("command", choices=["provision", "status", "sleep", "wake", "delete", "delete-home"])
     parser.add_argument("users", nargs="+", metavar="USER", help="JupyterHub user names")
     parser.add_argument("--asleep", action="store_true", help="provision: put the vCluster to sleep once ready")
+    parser.add_argument("--yes-delete-data", action="store_true", help="delete-home: confirm deleting the data")
     return asyncio.run(_run(parser.parse_args(argv)))
 
 

@@ -10,19 +10,24 @@ pod watch) is reused; the seams used are ``_start``, ``_start_reflector``, ``pod
 from __future__ import annotations
 
 import asyncio
+import base64
+import inspect
 
 from kubernetes_asyncio import client
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from kubespawner.reflector import ResourceReflector
-from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, TraitError, Unicode, Union, default, validate
 
-from . import names
+from . import credentials, names
+from .credentials import NotebookAccess, checked_s3_values, encode, ensure_service_account, user_kubeconfig
 from .helm import ChartRef, Helm, HelmError
+from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
+from .notebook import add_wiring, home_wiring, merge_wiring
 from .translate import host_name
 from .values import computed_values, values_hash, vcluster_values
-from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient
+from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, ignoring, read_or_none
 
 try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
@@ -149,6 +154,107 @@ class VClusterSpawner(KubeSpawner):
         user (or their last server) is removed from the hub. Default: True.""",
     )
 
+    # ---- home storage (docs/architecture.md "Home storage") ----------------------------------
+
+    home_enabled = Bool(
+        True, config=True,
+        help="""Give every user a persistent home volume, mounted at ``home_mount_path`` in all
+        their servers. Default: True.""",
+    )
+    home_storage_class = Unicode(
+        "", config=True,
+        help="""Host StorageClass that provisions a user's home volume on first use (once: the
+        spawner then owns the PersistentVolume, sets it to Retain and reserves it for the user's
+        vCluster). It must provide ReadWriteMany volumes (NFS, CephFS, EFS, ...) and bind
+        immediately. "" = the host's default StorageClass. A PV an administrator created and
+        labelled ``hub.jupyter.org/home-namespace=<user namespace>`` is used instead, if present.
+        Default: "".""",
+    )
+    home_size = Unicode(
+        "10Gi", config=True,
+        help="Size requested for a new home volume (Kubernetes quantity). Existing volumes keep "
+             "their size. Default: 10Gi.",
+    )
+    home_access_modes = List(
+        Unicode(), ["ReadWriteMany"], config=True,
+        help="""Access modes of the home volume. Must include ReadWriteMany: all servers of a user
+        (and the user's own workloads) mount it at once. Default: ["ReadWriteMany"].""",
+    )
+    home_mount_path = Unicode(
+        "/home/jovyan", config=True,
+        help="Where the home volume is mounted in the notebook container; also its working "
+             "directory. Default: /home/jovyan.",
+    )
+    home_claim_name = Unicode(
+        "home", config=True,
+        help="""Name of the PersistentVolumeClaim for the home volume inside the vCluster
+        (namespace ``virtual_namespace``); users may mount it in their own pods. Default: home.""",
+    )
+    home_bind_timeout = Float(
+        120.0, config=True,
+        help="Seconds to wait for a new home volume to be provisioned and for the home claim to "
+             "bind. Default: 120.",
+    )
+    delete_home_on_delete_forever = Bool(
+        False, config=True,
+        help="""Also delete the user's home volume, with its data, when the user is removed from
+        the hub (their last server's delete_forever). The volume's provisioner deletes the data
+        (reclaim policy Delete); with a static NFS PV the export must be removed by hand.
+        Default: False: home data is kept; an administrator deletes it with
+        ``python -m vcluster_spawner delete-home USER``.""",
+    )
+
+    # ---- credentials --------------------------------------------------------------------------
+
+    s3_credentials = Union(
+        [Dict(), Callable()], default_value={}, config=True,
+        help="""S3 credentials for the notebook, as environment variable name → value (e.g.
+        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, S3_BUCKET), or a callable
+        ``f(spawner)`` returning such a dict (may be async; ``await spawner.user.get_auth_state()``
+        gives the authenticator's state). Profiles may set it through ``kubespawner_override``.
+        The values travel only in Kubernetes Secrets (never in logs or the hub database) and are
+        refreshed on each start. Default: {} (falls back to ``s3_credentials_secret_template``).""",
+    )
+    s3_credentials_secret_template = Unicode(
+        "", config=True,
+        help="""Copy the S3 credentials from this existing host Secret, "namespace/name" (fields as
+        for ``vcluster_namespace_template``, e.g. "s3-credentials/s3-{username}"); each key of the
+        Secret becomes an environment variable. Used when ``s3_credentials`` is empty.
+        Default: "" (no S3 credentials).""",
+    )
+    credentials_mount_path = Unicode(
+        "/var/run/secrets/jupyter", config=True,
+        help="""Directory in the notebook container holding ``kubeconfig/config`` (also in
+        ``$KUBECONFIG``) and ``s3/<KEY>`` files. Default: /var/run/secrets/jupyter.""",
+    )
+    user_kubeconfig_server_template = Unicode(
+        "https://kubernetes.default.svc:443", config=True,
+        help="""API server address in the kubeconfig given to the notebook (fields {name},
+        {namespace}, {cluster_ip} as for ``vcluster_api_url_template``). The default is the
+        vCluster's own API as seen from inside it. Default: https://kubernetes.default.svc:443.""",
+    )
+    notebook_cluster_role = Unicode(
+        "cluster-admin", config=True,
+        help="""ClusterRole inside the vCluster bound to the notebook's ServiceAccount
+        (``service_account``), so in-cluster clients can manage the user's own vCluster.
+        "" = no binding. Default: cluster-admin (the vCluster is the user's own).""",
+    )
+    sync_service_accounts_to_host = Bool(
+        False, config=True,
+        help="""Sync ServiceAccounts created inside vClusters to the host (vCluster
+        ``sync.toHost.serviceAccounts``), so host RBAC or cloud IAM (e.g. IRSA, workload
+        identity) can target them by their host name ``<sa>-x-<namespace>-x-<vcluster>``.
+        Default: False.""",
+    )
+    external_api_host_template = Unicode(
+        "", config=True,
+        help="""Public host name of each user's vCluster API for kubectl from outside, behind a
+        TLS-passthrough route (see the chart), e.g. "{username}.k8s.example.org" (fields as for
+        ``vcluster_namespace_template``). The vCluster's certificate then covers it and vCluster
+        exports a kubeconfig for it, with a context named after the user, in host Secret
+        ``vc-<name>-external`` (offered for download by the status page). Default: "" (off).""",
+    )
+
     @default("namespace")
     def _default_namespace(self):
         return self.virtual_namespace
@@ -160,6 +266,21 @@ class VClusterSpawner(KubeSpawner):
     @default("cmd")
     def _default_cmd(self):
         return ["jupyterhub-singleuser"]
+
+    @default("service_account")
+    def _default_service_account(self):
+        return "notebook"
+
+    @default("working_dir")
+    def _default_working_dir(self):
+        return self.home_mount_path if self.home_enabled else None
+
+    @validate("home_access_modes")
+    def _validate_home_access_modes(self, proposal):
+        try:
+            return list(validate_access_modes(proposal["value"]))
+        except ValueError as e:
+            raise TraitError(str(e)) from None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -174,6 +295,7 @@ class VClusterSpawner(KubeSpawner):
         self._phases: list[dict] = []
         self._options_loaded = False
         self._running = False
+        self._wiring = merge_wiring()
 
     # ---- shared clients ------------------------------------------------------------------
 
@@ -183,6 +305,15 @@ class VClusterSpawner(KubeSpawner):
         if cls._helm is None:
             cls._helm = Helm(self.helm_binary, self.helm_max_concurrency, self.helm_timeout)
         return VClusterOps(shared_client("CoreV1Api"), shared_client("AppsV1Api"), cls._helm)
+
+    @property
+    def homes(self) -> HomeVolumes:
+        return HomeVolumes(shared_client("CoreV1Api"), shared_client("StorageV1Api"))
+
+    @property
+    def home_spec(self) -> HomeSpec:
+        return HomeSpec(self.home_storage_class, self.home_size, tuple(self.home_access_modes),
+                        self.home_claim_name, self.virtual_namespace)
 
     def _lock(self) -> asyncio.Lock:
         return self._locks.setdefault(self.vcluster, asyncio.Lock())
@@ -238,8 +369,14 @@ class VClusterSpawner(KubeSpawner):
             await super().load_user_options()
             self._options_loaded = True
 
+    def _user_template(self, template: str) -> str:
+        return template.format(**names.user_fields(self.user.name, self.user.id))
+
     def effective_values(self) -> dict:
-        return vcluster_values(self.vcluster_values, computed_values(self.vcluster.name, self.vcluster.namespace))
+        external = self._user_template(self.external_api_host_template) if self.external_api_host_template else ""
+        return vcluster_values(self.vcluster_values, computed_values(
+            self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=external,
+            external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host))
 
     @property
     def chart(self) -> ChartRef:
@@ -320,6 +457,67 @@ class VClusterSpawner(KubeSpawner):
                      "service-account": (55, "Virtual cluster ready")}
             await self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
                                       lambda step: self._phase(*steps[step]))
+            await self._prepare_notebook_access()
+
+    async def _prepare_notebook_access(self) -> None:
+        """Everything the notebook pod refers to, in place before it is created: credential
+        Secrets synced into the vCluster, its ServiceAccount, the home claim bound."""
+        ref, vns = self.vcluster, self.virtual_namespace
+        vapi = await self._virtual_client().api()
+        virtual = client.CoreV1Api(vapi)
+        access = NotebookAccess(shared_client("CoreV1Api"), ref.namespace)
+        self._phase(56, "Passing your credentials to your virtual cluster")
+        revisions = {credentials.VIRTUAL_KUBECONFIG_SECRET: await access.put(
+            credentials.KUBECONFIG_SECRET, encode({"config": await self._user_kubeconfig()}))}
+        s3 = await self._s3_values()
+        revisions[credentials.VIRTUAL_S3_SECRET] = await access.put(
+            credentials.S3_SECRET, encode(s3) if s3 is not None else None)
+        if self.service_account:
+            await ensure_service_account(vapi, vns, self.service_account, self.notebook_cluster_role)
+        wiring = [credentials.notebook_wiring(self.credentials_mount_path, s3 is not None)]
+        if self.home_enabled:
+            self._phase(57, "Attaching your home volume")
+            pv = await self.homes.ensure(self.home_spec, ref, self.user.name, self.home_bind_timeout,
+                                         lambda message: self._phase(57, message))
+            await self.homes.bind_virtual(virtual, self.home_spec, pv, self.home_bind_timeout)
+            wiring.append(home_wiring(self.home_claim_name, self.home_mount_path))
+        for name, revision in revisions.items():
+            if revision:
+                await access.wait_synced(virtual, name, vns, revision, self.vcluster_ready_timeout)
+        self._wiring = merge_wiring(*wiring)
+
+    async def _user_kubeconfig(self) -> bytes:
+        ref, core = self.vcluster, shared_client("CoreV1Api")
+        exported = await core.read_namespaced_secret(f"vc-{ref.name}", ref.namespace)
+        server = await api_url(core, ref, self.user_kubeconfig_server_template)
+        return user_kubeconfig(base64.b64decode(exported.data["config"]), server, self.user.name, self.virtual_namespace)
+
+    async def _s3_values(self) -> dict[str, str] | None:
+        source = self.s3_credentials
+        if callable(source):
+            values = source(self)
+            if inspect.isawaitable(values):
+                values = await values
+        elif source:
+            values = source
+        elif self.s3_credentials_secret_template:
+            namespace, _, name = self._user_template(self.s3_credentials_secret_template).partition("/")
+            secret = await read_or_none(shared_client("CoreV1Api").read_namespaced_secret, name, namespace)
+            if secret is None:
+                raise VClusterError(f"the S3 credentials Secret {namespace}/{name} does not exist; "
+                                    "please contact the administrators")
+            values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        else:
+            return None
+        if not values:
+            return None
+        try:
+            return checked_s3_values(values)
+        except ValueError as e:
+            raise VClusterError(str(e)) from None
+
+    async def get_pod_manifest(self):
+        return add_wiring(await super().get_pod_manifest(), self._wiring)
 
     async def _start_pod(self) -> str:
         """KubeSpawner's ``_start``, abandoned early when the notebook container cannot run
@@ -398,12 +596,8 @@ class VClusterSpawner(KubeSpawner):
         else:
             # no virtual API to ask: remove the host copy directly (the syncer removes the
             # virtual pod when it runs again, as upstream does for any vanished host pod)
-            try:
-                await shared_client("CoreV1Api").delete_namespaced_pod(
-                    self.host_pod_name, self.vcluster.namespace, grace_period_seconds=0 if now else None)
-            except client.ApiException as e:
-                if e.status != 404:
-                    raise
+            await ignoring(shared_client("CoreV1Api").delete_namespaced_pod(
+                self.host_pod_name, self.vcluster.namespace, grace_period_seconds=0 if now else None), 404)
 
     async def stop(self, now=False):
         self._running = False
@@ -466,12 +660,12 @@ class VClusterSpawner(KubeSpawner):
             return  # another server of the user still needs the vCluster
         async with self._lock():
             await self.ops.delete(self.vcluster)
+            if self.home_enabled and self.delete_home_on_delete_forever:
+                deleted = await self.homes.delete(self.home_spec, self.vcluster, self.home_bind_timeout)
+                self.log.warning("%s: deleted home volume %s with its data (delete_home_on_delete_forever)",
+                                 self._log_name, deleted)
             if self.delete_namespace_on_delete_forever:
-                try:
-                    await shared_client("CoreV1Api").delete_namespace(self.vcluster.namespace)
-                except client.ApiException as e:
-                    if e.status != 404:
-                        raise
+                await ignoring(shared_client("CoreV1Api").delete_namespace(self.vcluster.namespace), 404)
         await self._close_virtual()
 
     # ---- progress -----------------------------------------------------------------------------

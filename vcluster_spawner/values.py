@@ -11,6 +11,8 @@ import copy
 import hashlib
 import json
 
+from .credentials import from_host_mappings
+
 
 def deep_merge(base: dict, override: dict) -> dict:
     """Dicts merge recursively, anything else in ``override`` replaces; ``None`` deletes a key."""
@@ -25,19 +27,37 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def computed_values(name: str, namespace: str, cluster_domain: str = "cluster.local") -> dict:
+def external_kubeconfig_secret(name: str) -> str:
+    """Host Secret (in the user's namespace) holding the kubeconfig for the external API host."""
+    return f"vc-{name}-external"
+
+
+def computed_values(name: str, namespace: str, virtual_namespace: str = "default", *,
+                    external_host: str = "", external_context: str = "", sync_service_accounts: bool = False,
+                    cluster_domain: str = "cluster.local") -> dict:
     service_names = [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.{cluster_domain}"]
-    return {
+    export = {"context": name, "server": f"https://{service_names[0]}:443"}
+    if external_host:
+        # reached through a TLS-passthrough route: the vCluster itself must present this name
+        export["additionalSecrets"] = [{"name": external_kubeconfig_secret(name), "server": f"https://{external_host}",
+                                        "context": external_context or name}]
+    values = {
         "controlPlane": {
             "distro": {"k8s": {"enabled": True}},
             # upstream's serving cert covers N and N.NS but not the .svc forms (vcluster.md §2)
-            "proxy": {"extraSANs": service_names},
+            "proxy": {"extraSANs": service_names + ([external_host] if external_host else [])},
         },
-        "exportKubeConfig": {"context": name, "server": f"https://{service_names[0]}:443"},
+        "exportKubeConfig": export,
         # so the notebook reaches the hub by its host Service name through vCluster's CoreDNS
         "networking": {"advanced": {"fallbackHostCluster": True}},
+        # one explicit mapping per credential Secret, never the whole namespace (credentials.py)
+        "sync": {"fromHost": {"secrets": {"enabled": True,
+                                          "mappings": {"byName": from_host_mappings(virtual_namespace)}}}},
         "telemetry": {"enabled": False},
     }
+    if sync_service_accounts:
+        values["sync"]["toHost"] = {"serviceAccounts": {"enabled": True}}
+    return values
 
 
 def vcluster_values(operator: dict, computed: dict) -> dict:

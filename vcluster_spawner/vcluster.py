@@ -78,6 +78,16 @@ async def read_or_none(call: Callable[..., Awaitable], *args):
         raise
 
 
+async def ignoring(call: Awaitable, *statuses: int) -> None:
+    """Await ``call``; an API error with one of ``statuses`` counts as done (404 for a delete,
+    409 for a create: the object is already as wanted)."""
+    try:
+        await call
+    except ApiException as e:
+        if e.status not in statuses:
+            raise
+
+
 class VClusterOps:
     """Host-side operations; ``core``/``apps`` are host API clients shared by all users."""
 
@@ -97,11 +107,7 @@ class VClusterOps:
         return Status(State.RUNNING if ready else State.STARTING)
 
     async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
-        try:
-            await self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}})
-        except ApiException as e:
-            if e.status != 409:
-                raise
+        await ignoring(self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}}), 409)
 
     async def install(self, ref: Ref, chart: ChartRef, values: dict) -> None:
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
@@ -140,11 +146,7 @@ class VClusterOps:
         so nothing of the old virtual cluster revives on the next create."""
         await self.helm.uninstall(ref.name, ref.namespace)
         for pvc in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
-            try:
-                await self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+            await ignoring(self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace), 404)
 
     async def wait_ready(self, ref: Ref, virtual: "VirtualClient", timeout: float, report) -> None:
         """Readiness as `vcluster connect` judges it: control plane Ready and not paused,
@@ -182,6 +184,15 @@ async def poll_until(predicate, timeout: float, message: str, interval: float = 
         interval = min(interval * 1.5, 2)
 
 
+async def api_url(core: client.CoreV1Api, ref: Ref, template: str) -> str:
+    """``template`` with {name}, {namespace} and, when used, {cluster_ip} of Service ``N``."""
+    fields = {"name": ref.name, "namespace": ref.namespace}
+    if "{cluster_ip}" in template:
+        svc = await core.read_namespaced_service(ref.name, ref.namespace)
+        fields["cluster_ip"] = svc.spec.cluster_ip
+    return template.format(**fields)
+
+
 class VirtualClient:
     """The vCluster API as cluster-admin, from Secret ``vc-N``.
 
@@ -197,13 +208,6 @@ class VirtualClient:
         self._api: client.ApiClient | None = None
         self._dir: Path | None = None
         self.server = ""
-
-    async def _resolve_url(self) -> str:
-        fields = {"name": self.ref.name, "namespace": self.ref.namespace}
-        if "{cluster_ip}" in self.api_url_template:
-            svc = await self.core.read_namespaced_service(self.ref.name, self.ref.namespace)
-            fields["cluster_ip"] = svc.spec.cluster_ip
-        return self.api_url_template.format(**fields)
 
     async def api(self) -> client.ApiClient:
         if self._api is not None:
@@ -224,7 +228,7 @@ class VirtualClient:
                 path.chmod(0o600)
                 files[key] = str(path)
         configuration = client.Configuration()
-        self.server = configuration.host = await self._resolve_url()
+        self.server = configuration.host = await api_url(self.core, self.ref, self.api_url_template)
         configuration.ssl_ca_cert = files.get("certificate-authority-data")
         configuration.cert_file = files.get("client-certificate-data")
         configuration.key_file = files.get("client-key-data")

@@ -1,0 +1,251 @@
+"""Each user's home volume: a host PersistentVolume the spawner owns, never vCluster or Helm.
+
+Design (shared/reference/vcluster-sync.md §6, design B; the reasons are in
+docs/architecture.md "Home storage"): vCluster's synced host PVCs are disposable (owner
+reference to Service N, so ``helm uninstall`` garbage-collects them, S§2.6; a tenant deleting
+the virtual PVC deletes the host PVC), so the data must hang off something neither vCluster
+nor Helm can delete:
+
+* one cluster-scoped PV per user, found by label ``hub.jupyter.org/home-namespace=<NS>``,
+  reclaim policy ``Retain``, pre-bound by ``claimRef`` to the host PVC name vCluster will give
+  the virtual home claim, ``h(home) = home-x-<vns>-x-<N>`` (S§2.3: this also keeps other
+  tenants from binding it, whatever ``volumeName`` they write);
+* provisioned once through ``home_storage_class`` by a short-lived host claim in the user's
+  namespace, then handed over: ``Retain`` first (or the provisioner would delete the data when
+  the claim goes), claim deleted, ``claimRef`` re-pointed. An admin may instead pre-create the
+  PV (e.g. a static NFS export) with the label; it is adopted the same way;
+* before every spawn the stale ``claimRef.uid`` of a released PV is removed (namespace and name
+  kept, S§5), and the virtual claim is created when missing, with ``volumeName`` = the PV and
+  the PV's storage class (an explicit ``""`` for class-less PVs, or the host's default class
+  would be injected and the bind would fail, S§6 B.2).
+
+vCluster holds no RBAC on PVs and PV sync stays off (S§2.3, §6 C), so nothing inside a
+vCluster can reach the PV.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
+
+from .translate import host_name
+from .vcluster import Ref, VClusterError, ignoring, poll_until, read_or_none
+
+HOME_NAMESPACE_LABEL = "hub.jupyter.org/home-namespace"
+USERNAME_ANNOTATION = "hub.jupyter.org/username"
+PROVISIONING_CLAIM = "vcluster-spawner-home"
+SKIP_TRANSLATE = "vcluster.loft.sh/skip-translate"   # no-op with PV sync off; right if it is ever on (S§2.2)
+RWX = "ReadWriteMany"
+
+log = logging.getLogger("vcluster_spawner.home")
+
+
+@dataclass(frozen=True)
+class HomeSpec:
+    storage_class: str           # "" = only adopt pre-created PVs
+    size: str
+    access_modes: tuple[str, ...]
+    claim_name: str              # the claim inside the vCluster
+    virtual_namespace: str
+
+
+# ---- manifests and decisions (pure) -------------------------------------------------------
+
+def home_host_claim_name(spec: HomeSpec, ref: Ref) -> str:
+    return host_name(spec.claim_name, spec.virtual_namespace, ref.name)
+
+
+def provisioning_claim(spec: HomeSpec, ref: Ref, username: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": PROVISIONING_CLAIM, "namespace": ref.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"},
+                     "annotations": {USERNAME_ANNOTATION: username}},
+        "spec": {"storageClassName": spec.storage_class, "accessModes": list(spec.access_modes),
+                 "resources": {"requests": {"storage": spec.size}}},
+    }
+
+
+def ownership_patch(ref: Ref, username: str) -> dict:
+    """Labels that make the PV findable as this user's home, and Retain, in one write."""
+    return {"metadata": {"labels": {HOME_NAMESPACE_LABEL: ref.namespace,
+                                    "app.kubernetes.io/managed-by": "vcluster-spawner"},
+                         "annotations": {USERNAME_ANNOTATION: username}},
+            "spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+
+
+def claim_ref_fix(pv: dict, namespace: str, claim: str, current_claim_uid: str | None) -> list[dict] | None:
+    """JSON patch that points ``pv`` at ``namespace/claim`` and drops a stale uid; None when it
+    already does. The claimRef is never cleared: an empty claimRef would let any claim bind."""
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    if ref.get("namespace") != namespace or ref.get("name") != claim:
+        return [{"op": "add", "path": "/spec/claimRef", "value": {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": claim}}]
+    if ref.get("uid") and ref.get("uid") != current_claim_uid:
+        patch = [{"op": "test", "path": "/spec/claimRef/uid", "value": ref["uid"]},
+                 {"op": "remove", "path": "/spec/claimRef/uid"}]
+        if "resourceVersion" in ref:
+            patch.append({"op": "remove", "path": "/spec/claimRef/resourceVersion"})
+        return patch
+    return None
+
+
+def virtual_home_claim(spec: HomeSpec, pv: dict) -> dict:
+    pv_spec = pv["spec"]
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": spec.claim_name, "namespace": spec.virtual_namespace,
+                     "annotations": {SKIP_TRANSLATE: "true"}},
+        "spec": {"volumeName": pv["metadata"]["name"],
+                 "storageClassName": pv_spec.get("storageClassName") or "",
+                 "accessModes": list(spec.access_modes),
+                 "resources": {"requests": {"storage": pv_spec["capacity"]["storage"]}}},
+    }
+
+
+# ---- operations (host and virtual API) -------------------------------------------------------
+
+class HomeVolumes:
+    def __init__(self, core: client.CoreV1Api, storage: client.StorageV1Api):
+        self.core = core
+        self.storage = storage
+
+    async def find(self, ref: Ref) -> dict | None:
+        pvs = await self.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}={ref.namespace}")
+        live = [pv for pv in pvs.items if not pv.metadata.deletion_timestamp]
+        if len(live) > 1:
+            raise VClusterError(f"more than one home volume is labelled for {ref.namespace} "
+                                f"({', '.join(pv.metadata.name for pv in live)}); an administrator must remove "
+                                "the label from all but one")
+        return self.core.api_client.sanitize_for_serialization(live[0]) if live else None
+
+    async def ensure(self, spec: HomeSpec, ref: Ref, username: str, timeout: float, report=lambda msg: None) -> dict:
+        """The user's home PV, provisioned on first use, owned (Retain) and pointed at ``h(home)``
+        with no stale uid. Safe to repeat after a crash at any step."""
+        pv = await self.find(ref)
+        if pv is None:
+            pv = await self._from_provisioning_claim(ref)
+        if pv is None:
+            if not spec.storage_class:
+                raise VClusterError(f"no home volume exists for {ref.namespace} and no home_storage_class is set "
+                                    f"to create one; an administrator must create a PV labelled "
+                                    f"{HOME_NAMESPACE_LABEL}={ref.namespace}")
+            report(f"Creating your home volume ({spec.size}, storage class {spec.storage_class})")
+            pv = await self._provision(spec, ref, username, timeout)
+        elif (pv["spec"].get("persistentVolumeReclaimPolicy") != "Retain"
+              or (pv["metadata"].get("labels") or {}).get(HOME_NAMESPACE_LABEL) != ref.namespace):
+            log.warning("home volume %s of %s was not Retain; setting it", pv["metadata"]["name"], ref.namespace)
+            pv = await self._own(pv["metadata"]["name"], ref, username)
+        await self._release_provisioning_claim(ref)
+        return await self._point_at_home_claim(pv, spec, ref)
+
+    async def _from_provisioning_claim(self, ref: Ref) -> dict | None:
+        """A crash between provisioning and labelling leaves a bound claim and an unlabelled PV."""
+        claim = await read_or_none(self.core.read_namespaced_persistent_volume_claim, PROVISIONING_CLAIM, ref.namespace)
+        if claim is None or not claim.spec.volume_name:
+            return None
+        username = (claim.metadata.annotations or {}).get(USERNAME_ANNOTATION, "")
+        return await self._own(claim.spec.volume_name, ref, username)
+
+    async def _own(self, pv_name: str, ref: Ref, username: str) -> dict:
+        pv = await self.core.patch_persistent_volume(pv_name, ownership_patch(ref, username))
+        return self.core.api_client.sanitize_for_serialization(pv)
+
+    async def _provision(self, spec: HomeSpec, ref: Ref, username: str, timeout: float) -> dict:
+        sc = await read_or_none(self.storage.read_storage_class, spec.storage_class)
+        if sc is None:
+            raise VClusterError(f"home_storage_class {spec.storage_class!r} does not exist on the host cluster")
+        if sc.volume_binding_mode == "WaitForFirstConsumer":
+            raise VClusterError(f"home_storage_class {spec.storage_class!r} binds on first consumer; home volumes "
+                                "need a class with volumeBindingMode Immediate (e.g. an NFS class)")
+        await ignoring(self.core.create_namespaced_persistent_volume_claim(
+            ref.namespace, provisioning_claim(spec, ref, username)), 409)
+
+        async def bound():
+            claim = await self.core.read_namespaced_persistent_volume_claim(PROVISIONING_CLAIM, ref.namespace)
+            return claim.spec.volume_name if claim.status.phase == "Bound" else None
+        await poll_until(bound, timeout, f"the storage class {spec.storage_class!r} did not provide a home volume "
+                                         f"for {ref.namespace}")
+        return await self._from_provisioning_claim(ref)
+
+    async def _release_provisioning_claim(self, ref: Ref) -> None:
+        # only once the PV is Retain (ensure() owns it first): deleting the claim releases the PV
+        await ignoring(self.core.delete_namespaced_persistent_volume_claim(PROVISIONING_CLAIM, ref.namespace), 404)
+
+    async def _point_at_home_claim(self, pv: dict, spec: HomeSpec, ref: Ref) -> dict:
+        claim_name = home_host_claim_name(spec, ref)
+        claim = await read_or_none(self.core.read_namespaced_persistent_volume_claim, claim_name, ref.namespace)
+        current_uid = claim.metadata.uid if claim is not None and not claim.metadata.deletion_timestamp else None
+        patch = claim_ref_fix(pv, ref.namespace, claim_name, current_uid)
+        if patch is None:
+            return pv
+        try:
+            updated = await self.core.patch_persistent_volume(pv["metadata"]["name"], patch)  # a list: JSON patch
+        except ApiException as e:
+            if e.status == 422:   # the uid changed under us (the binder was faster): read again next time
+                return pv
+            raise
+        log.info("home volume %s now reserved for %s/%s", pv["metadata"]["name"], ref.namespace, claim_name)
+        return self.core.api_client.sanitize_for_serialization(updated)
+
+    async def bind_virtual(self, virtual: client.CoreV1Api, spec: HomeSpec, pv: dict, timeout: float) -> None:
+        """Create the virtual home claim when missing (again if it vanishes meanwhile, e.g. the
+        syncer removing a stale pair at start-up) and wait until vCluster reports it Bound."""
+        name, vns, pv_name = spec.claim_name, spec.virtual_namespace, pv["metadata"]["name"]
+        existing = await read_or_none(virtual.read_namespaced_persistent_volume_claim, name, vns)
+        if existing is not None and existing.spec.volume_name not in (None, pv_name):
+            raise VClusterError(f"the claim {vns}/{name} in your virtual cluster was changed to use volume "
+                                f"{existing.spec.volume_name}; delete it (your home data is kept) and start again")
+
+        async def bound():
+            claim = await read_or_none(virtual.read_namespaced_persistent_volume_claim, name, vns)
+            if claim is None:
+                await ignoring(virtual.create_namespaced_persistent_volume_claim(vns, virtual_home_claim(spec, pv)), 409)
+                return False
+            return not claim.metadata.deletion_timestamp and claim.status.phase == "Bound"
+        await poll_until(bound, timeout, f"your home volume {pv_name} was not attached to {vns}/{name} "
+                                         "(if you deleted that claim, stop every pod using it)")
+
+    async def delete(self, spec: HomeSpec, ref: Ref, timeout: float) -> str | None:
+        """Explicit admin action: delete the user's home data. The vCluster must be gone. The PV
+        is re-claimed by a host claim, set to ``Delete`` and released, so its provisioner deletes
+        the data exactly as for any released volume; returns the PV name (None: there was none)."""
+        pv = await self.find(ref)
+        if pv is None:
+            return None
+        name = pv["metadata"]["name"]
+        home_claim = home_host_claim_name(spec, ref)
+        await poll_until(lambda: _gone(self.core, home_claim, ref.namespace), timeout,
+                         f"the home claim {ref.namespace}/{home_claim} still exists; delete the vCluster first")
+        # one atomic replacement: a PV without claimRef, even briefly, could be bound by any claim
+        fix = claim_ref_fix(pv, ref.namespace, PROVISIONING_CLAIM, None)
+        if fix:
+            await self.core.patch_persistent_volume(name, fix)
+        claim = provisioning_claim(HomeSpec(pv["spec"].get("storageClassName") or "", pv["spec"]["capacity"]["storage"],
+                                            tuple(pv["spec"]["accessModes"]), spec.claim_name, spec.virtual_namespace),
+                                   ref, "")
+        claim["spec"]["volumeName"] = name
+        await ignoring(self.core.create_namespaced_persistent_volume_claim(ref.namespace, claim), 409)
+
+        async def bound():
+            c = await self.core.read_namespaced_persistent_volume_claim(PROVISIONING_CLAIM, ref.namespace)
+            return c.status.phase == "Bound"
+        await poll_until(bound, timeout, f"home volume {name} could not be claimed for deletion")
+        await self.core.patch_persistent_volume(name, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}})
+        await self._release_provisioning_claim(ref)
+        return name
+
+
+async def _gone(core: client.CoreV1Api, name: str, namespace: str) -> bool:
+    return await read_or_none(core.read_namespaced_persistent_volume_claim, name, namespace) is None
+
+
+def validate_access_modes(modes) -> tuple[str, ...]:
+    if RWX not in modes:
+        raise ValueError(f"home_access_modes must include {RWX}: every server of a user (and the user's own "
+                         f"workloads) mounts the home volume at once; got {list(modes)}")
+    return tuple(modes)
+
