@@ -190,6 +190,24 @@ async def test_deleting_the_host_pod_deletes_the_virtual_pod(kube, vcluster):
     await gone(vcore.read_namespaced_pod, "sleeper", "default", what="virtual pod deleted after host pod")
 
 
+async def test_a_pod_recreated_under_its_old_name_replaces_the_old_host_pod(kube, vcluster):
+    """KubeSpawner's start removes a leftover pod and creates one of the same name at once: the
+    old host pod (other object-uid) is deleted and, once gone, the new one is synced."""
+    ns, vapi = vcluster
+    vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
+    # slow to stop (ignores SIGTERM), so the new virtual pod meets the old host pod
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    await vcore.create_namespaced_pod("default", python_pod("again", stubborn))
+    old = await pod_phase(vcore, "default", "again", "Running")
+    await vcore.delete_namespaced_pod("again", "default", grace_period_seconds=0)
+    await gone(vcore.read_namespaced_pod, "again", "default", what="old virtual pod deleted")
+    await vcore.create_namespaced_pod("default", python_pod("again", "import time; time.sleep(600)"))
+    new = await pod_phase(vcore, "default", "again", "Running", timeout=90)
+    assert new.metadata.uid != old.metadata.uid
+    host = await core.read_namespaced_pod("again-x-default-x-vc", ns)
+    assert host.metadata.annotations["vcluster.loft.sh/object-uid"] == new.metadata.uid
+
+
 async def test_scale_to_zero_keeps_synced_pods_running_and_resume_deletes_bare_pods(kube, vcluster, cluster):
     """The dangerous part: scaling the StatefulSet to 0 stops only the control plane."""
     ns, vapi = vcluster

@@ -212,6 +212,25 @@ async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tm
         await restarted.stop()
 
 
+async def test_a_hub_that_lost_its_database_replaces_the_leftover_pod(cluster, kube, tmp_path):
+    """A new hub (fresh database) spawns a user whose old notebook pod still runs: KubeSpawner
+    removes the leftover pod, and that removal must not put the vCluster to sleep mid-spawn."""
+    old = await hub_with_user(cluster, tmp_path / "old", "lena")
+    assert (await old.start_server("lena"))[-1].get("ready"), old.log_tail()
+    await old.stop()
+    new = await hub_with_user(cluster, tmp_path / "new", "lena")
+    try:
+        events = await new.start_server("lena")
+        assert events[-1].get("ready"), (events[-3:], new.log_tail())
+        await notebook_status(new, "lena")
+        sts, pods = await vcluster_state(kube, "lena")
+        assert sts.spec.replicas == 1 and [p.metadata.name for p in pods if p.metadata.name.startswith("jupyter-")] \
+            == [f"jupyter-lena-x-default-x-{ref('lena')[1]}"]
+        await new.stop_server("lena")
+    finally:
+        await new.stop()
+
+
 async def test_ten_users_start_at_once(hub, kube):
     users = [f"crowd{i}" for i in range(10)]
     for user in users:

@@ -156,7 +156,9 @@ class Syncer:
     async def _enqueue_host(self, kind: str, obj: dict) -> None:
         vns, vname = tr.virtual_key(obj)
         if vname:
-            self.seen.add((kind, vns, vname))
+            # "seen" (upstream's old-object cache) is filled by reconciles that read the host
+            # object, never by its events: a DELETED event must not make a later virtual object
+            # of the same name look like one whose host copy vanished
             self._enqueue((kind, vns, vname))
 
     def _enqueue(self, key: tuple[str, str, str]) -> None:
@@ -212,10 +214,14 @@ class Syncer:
                          self.ns, self.name, hname, vns, vname)
             return
         if vpod is not None and hpod is not None:
-            self.seen.add(key)
             if (hpod.metadata.annotations or {}).get(tr.OBJECT_UID) != vpod.metadata.uid:
+                # a new virtual pod under an old name: the old host pod goes and, as upstream's
+                # DeleteHostObject drops it from the object cache, its absence later is not
+                # taken for a host-side deletion of the new pod (which would then be deleted)
+                self.seen.discard(key)
                 await _ignore_missing(self.host.delete_namespaced_pod(hname, self.ns))
                 return
+            self.seen.add(key)
             await self._sync_pod(vpod, hpod)
         elif vpod is not None:
             started = vpod.status and vpod.status.start_time

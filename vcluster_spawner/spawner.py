@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import inspect
 
 from kubernetes_asyncio import client
@@ -33,6 +34,10 @@ try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
 except ImportError:  # pragma: no cover
     SpawnException = None
+
+
+# True inside KubeSpawner's pod start, which calls stop() to remove a leftover pod
+_creating_pod: contextvars.ContextVar[bool] = contextvars.ContextVar("creating_pod", default=False)
 
 
 def _user_error(message: str) -> Exception:
@@ -522,7 +527,7 @@ class VClusterSpawner(KubeSpawner):
     async def _start_pod(self) -> str:
         """KubeSpawner's ``_start``, abandoned early when the notebook container cannot run
         (it would otherwise wait ``start_timeout`` for a pod that never becomes ready)."""
-        start = asyncio.ensure_future(super()._start())
+        start = asyncio.ensure_future(self._kubespawner_start())
         crash = asyncio.ensure_future(self._notebook_failure())
         await asyncio.wait({start, crash}, return_when=asyncio.FIRST_COMPLETED)
         crash.cancel()
@@ -531,6 +536,11 @@ class VClusterSpawner(KubeSpawner):
             await asyncio.gather(start, return_exceptions=True)
             raise _user_error(f"Your notebook server could not start: {crash.result()}")
         return start.result()
+
+    async def _kubespawner_start(self) -> str:
+        # seen by every task KubeSpawner's start creates (contexts are inherited), see stop()
+        _creating_pod.set(True)
+        return await super()._start()
 
     async def _notebook_failure(self) -> str:
         """Returns (never raises) once the pod shows it cannot run: failed, an image that cannot
@@ -600,6 +610,10 @@ class VClusterSpawner(KubeSpawner):
                 self.host_pod_name, self.vcluster.namespace, grace_period_seconds=0 if now else None), 404)
 
     async def stop(self, now=False):
+        if _creating_pod.get():
+            # KubeSpawner's own start removing a leftover pod of the same name: only the pod goes
+            await super().stop(now=now)
+            return
         self._running = False
         await self._delete_pod(now)
         await self._release_vcluster()
