@@ -258,8 +258,14 @@ asyncio.run(main())
 
 
 async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, tmp_path):
-    hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP).start()
+    """Also: S3 credentials copied from an existing host Secret named by a template."""
     core = client.CoreV1Api(kube)
+    store = f"s3-store-{secrets.token_hex(3)}"
+    await core.create_namespace({"metadata": {"name": store}})
+    await core.create_namespaced_secret(store, {"metadata": {"name": "s3-amy"}, "stringData": {
+        "AWS_ACCESS_KEY_ID": "amy", "AWS_SECRET_ACCESS_KEY": "amy-secret", "S3_BUCKET": "amy-bucket"}})
+    config = SLEEP_ON_STOP + f'c.VClusterSpawner.s3_credentials_secret_template = "{store}/s3-{{username}}"\n'
+    hub = await Hub(tmp_path / "hub", cluster, config).start()
     try:
         for user in ("amy", "ben"):
             await hub.add_user(user)
@@ -279,19 +285,22 @@ async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, t
             assert result[f"{identity}_at_other_vcluster"] == 401, (identity, result)
             assert result[f"{identity}_at_host"] == 401, (identity, result)
         assert result["hub_api"] == 200, result
+        code, out = await notebook_exec(cluster, "amy", "import os; print('BUCKET', os.environ['S3_BUCKET'])")
+        assert "BUCKET amy-bucket" in out, out
 
         # ben, admin of his own vCluster, claims amy's home volume by name: the host binder refuses
         amy_pv = (await home_volume(kube, "amy")).metadata.name
         ns, name = ref("ben")
+        steal = f"steal-{secrets.token_hex(3)}"
         vapi = await virtual_client(kube, name, ns)
         try:
             await client.CoreV1Api(vapi).create_namespaced_persistent_volume_claim("default", {
-                "metadata": {"name": "steal"},
+                "metadata": {"name": steal},
                 "spec": {"volumeName": amy_pv, "storageClassName": "local-rwx", "accessModes": ["ReadWriteMany"],
                          "resources": {"requests": {"storage": "1Gi"}}}})
         finally:
             await vapi.close()
-        claim = host_name("steal", "default", name)
+        claim = host_name(steal, "default", name)
 
         async def refused():
             events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={claim}")
@@ -302,6 +311,7 @@ async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, t
         assert (pv.spec.claim_ref.namespace, pv.spec.claim_ref.name) == ("vc-amy", host_name("home", "default", "vc-amy"))
     finally:
         await hub.stop()
+        await core.delete_namespace(store)
 
 
 async def test_no_secret_value_leaks_and_credentials_refresh(cluster, kube, tmp_path):

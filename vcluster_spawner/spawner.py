@@ -218,14 +218,15 @@ class VClusterSpawner(KubeSpawner):
         ``f(spawner)`` returning such a dict (may be async; ``await spawner.user.get_auth_state()``
         gives the authenticator's state). Profiles may set it through ``kubespawner_override``.
         The values travel only in Kubernetes Secrets (never in logs or the hub database) and are
-        refreshed on each start. Default: {} (falls back to ``s3_credentials_secret_template``).""",
+        refreshed on each start; they are per user, so with named servers the most recently
+        started server's settings apply. Default: {} (falls back to ``s3_credentials_secret_template``).""",
     )
     s3_credentials_secret_template = Unicode(
         "", config=True,
         help="""Copy the S3 credentials from this existing host Secret, "namespace/name" (fields as
         for ``vcluster_namespace_template``, e.g. "s3-credentials/s3-{username}"); each key of the
-        Secret becomes an environment variable. Used when ``s3_credentials`` is empty.
-        Default: "" (no S3 credentials).""",
+        Secret becomes an environment variable. Used when ``s3_credentials`` is empty; a user
+        without such a Secret starts without S3 credentials (logged). Default: "" (none).""",
     )
     credentials_mount_path = Unicode(
         "/var/run/secrets/jupyter", config=True,
@@ -509,8 +510,9 @@ class VClusterSpawner(KubeSpawner):
             namespace, _, name = self._user_template(self.s3_credentials_secret_template).partition("/")
             secret = await read_or_none(shared_client("CoreV1Api").read_namespaced_secret, name, namespace)
             if secret is None:
-                raise VClusterError(f"the S3 credentials Secret {namespace}/{name} does not exist; "
-                                    "please contact the administrators")
+                self.log.warning("%s: no S3 credentials Secret %s/%s; starting without S3 credentials",
+                                 self._log_name, namespace, name)
+                return None
             values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         else:
             return None
