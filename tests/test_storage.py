@@ -264,7 +264,13 @@ async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, t
     await core.create_namespace({"metadata": {"name": store}})
     await core.create_namespaced_secret(store, {"metadata": {"name": "s3-amy"}, "stringData": {
         "AWS_ACCESS_KEY_ID": "amy", "AWS_SECRET_ACCESS_KEY": "amy-secret", "S3_BUCKET": "amy-bucket"}})
-    config = SLEEP_ON_STOP + f'c.VClusterSpawner.s3_credentials_secret_template = "{store}/s3-{{username}}"\n'
+    config = SLEEP_ON_STOP + f'c.VClusterSpawner.s3_credentials_secret_template = "{store}/s3-{{username}}"\n' + """
+c.VClusterSpawner.user_namespace_objects = [{
+    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "notebooks-from-hub"}, "spec": {
+    "podSelector": {"matchLabels": {"component": "singleuser-server", "vcluster.loft.sh/managed-by": "{vcluster}"}},
+    "policyTypes": ["Ingress"],
+    "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "hub"}}}]}]}}]
+"""
     hub = await Hub(tmp_path / "hub", cluster, config).start()
     try:
         for user in ("amy", "ben"):
@@ -285,6 +291,11 @@ async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, t
             assert result[f"{identity}_at_other_vcluster"] == 401, (identity, result)
             assert result[f"{identity}_at_host"] == 401, (identity, result)
         assert result["hub_api"] == 200, result
+        # the namespace NetworkPolicy is rendered for the user and selects the real notebook pod
+        ns, name = ref("amy")
+        policy = await client.NetworkingV1Api(kube).read_namespaced_network_policy("notebooks-from-hub", ns)
+        notebook = await core.read_namespaced_pod(host_name("jupyter-amy", "default", name), ns)
+        assert policy.spec.pod_selector.match_labels.items() <= notebook.metadata.labels.items()
         code, out = await notebook_exec(cluster, "amy", "import os; print('BUCKET', os.environ['S3_BUCKET'])")
         assert "BUCKET amy-bucket" in out, out
 

@@ -46,6 +46,7 @@ async def _run(args) -> int:
                 print(f"{username}: installing {ref} ({spawner.chart})", flush=True)
                 await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
                                                  **spawner.vcluster_namespace_labels})
+                await ops.apply_namespace_objects(ref, spawner.rendered_namespace_objects())
                 await ops.install(ref, spawner.chart, spawner.effective_values())
                 await ops.wait_ready(ref, spawner._virtual_client(), spawner.vcluster_ready_timeout,
                                      lambda step: print(f"{username}: {step} ready", flush=True))

@@ -18,6 +18,7 @@ from kubernetes_asyncio import client
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from kubespawner.reflector import ResourceReflector
+from kubespawner.utils import recursive_format
 from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, TraitError, Unicode, Union, default, validate
 
 from . import credentials, names
@@ -137,6 +138,19 @@ class VClusterSpawner(KubeSpawner):
         help="""Seconds to wait for a created or woken vCluster to be ready (control plane Ready,
         API /readyz, default ServiceAccount). Default: 300. Also raise ``start_timeout``, which
         bounds the whole start.""",
+    )
+    user_namespace_objects = List(
+        Dict(), config=True,
+        help="""Kubernetes objects kept in every user's host namespace (server-side applied on
+        each start and by the provision CLI): NetworkPolicies ("only the hub's proxy reaches
+        notebooks, nothing reaches another user's namespace"), TLS-passthrough routes for
+        ``external_api_host_template`` (Ingress, Traefik IngressRouteTCP, ApisixRoute), ... Each
+        item is a full manifest (apiVersion, kind, metadata.name); strings may use {namespace},
+        {vcluster}, {username} and {external_host}. Selectors can rely on the namespace labels
+        ``app.kubernetes.io/managed-by: vcluster-spawner`` and ``hub.jupyter.org/username``, and
+        on host notebook pods' labels ``component: singleuser-server`` and
+        ``vcluster.loft.sh/managed-by: <vcluster>``. The chart ships defaults. The hub's
+        ServiceAccount needs RBAC for each kind. Default: [] (none).""",
     )
     vcluster_namespace_labels = Dict(
         config=True,
@@ -379,10 +393,18 @@ class VClusterSpawner(KubeSpawner):
         return template.format(**names.user_fields(self.user.name, self.user.id))
 
     def effective_values(self) -> dict:
-        external = self._user_template(self.external_api_host_template) if self.external_api_host_template else ""
         return vcluster_values(self.vcluster_values, computed_values(
-            self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=external,
+            self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=self.external_api_host,
             external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host))
+
+    @property
+    def external_api_host(self) -> str:
+        return self._user_template(self.external_api_host_template) if self.external_api_host_template else ""
+
+    def rendered_namespace_objects(self) -> list[dict]:
+        return recursive_format(self.user_namespace_objects, namespace=self.vcluster.namespace,
+                                vcluster=self.vcluster.name, external_host=self.external_api_host,
+                                username=names.user_fields(self.user.name, self.user.id)["username"])
 
     @property
     def chart(self) -> ChartRef:
@@ -451,6 +473,7 @@ class VClusterSpawner(KubeSpawner):
                     await self.ops.install(ref, self.chart, values)
                     self._values_hash = wanted
                     status = await self.ops.status(ref)
+            await self.ops.apply_namespace_objects(ref, self.rendered_namespace_objects())
             if status.state == State.ASLEEP:
                 since = f" (asleep since {status.since})" if status.since else ""
                 self._phase(20, f"Waking your virtual cluster {ref.name}{since}")

@@ -25,6 +25,7 @@ import aiohttp
 import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
+from kubernetes_asyncio.dynamic import DynamicClient
 
 from .helm import ChartRef, Helm
 from .translate import MANAGED_BY
@@ -91,6 +92,8 @@ async def ignoring(call: Awaitable, *statuses: int) -> None:
 class VClusterOps:
     """Host-side operations; ``core``/``apps`` are host API clients shared by all users."""
 
+    _dynamic_clients: dict[int, DynamicClient] = {}
+
     def __init__(self, core: client.CoreV1Api, apps: client.AppsV1Api, helm: Helm):
         self.core = core
         self.apps = apps
@@ -108,6 +111,25 @@ class VClusterOps:
 
     async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
         await ignoring(self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}}), 409)
+
+    async def apply_namespace_objects(self, ref: Ref, objects: list[dict]) -> None:
+        """Server-side apply of each object (NetworkPolicies, TLS-passthrough routes, ...) in
+        the user's namespace; any kind the API server knows, custom resources included."""
+        if not objects:
+            return
+        dynamic = await self._dynamic()
+        for obj in objects:
+            resource = await dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            body = {**obj, "metadata": {**obj["metadata"], "namespace": ref.namespace}}
+            await dynamic.server_side_apply(resource, body=body, namespace=ref.namespace,
+                                            field_manager="vcluster-spawner", force_conflicts=True)
+
+    async def _dynamic(self) -> DynamicClient:
+        # discovery is costly: one dynamic client per host API client, for the process
+        key = id(self.core.api_client)
+        if key not in self._dynamic_clients:
+            self._dynamic_clients[key] = await DynamicClient(self.core.api_client)
+        return self._dynamic_clients[key]
 
     async def install(self, ref: Ref, chart: ChartRef, values: dict) -> None:
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
