@@ -36,6 +36,10 @@ from .pods import PodWorker, now, register_simulator
 
 __all__ = ["LocalKubelet", "register_simulator"]
 
+# CPU the node declares to the scheduler. Nothing enforces requests here (no cgroups), and
+# an emulated vCluster control plane requests 200m but idles near zero, so the node declares
+# 8 CPUs per core: a session's tests can keep a few dozen vClusters scheduled on 2 cores.
+NODE_CPU = int(os.environ.get("LOCALCLUSTER_NODE_CPU") or 8 * (os.cpu_count() or 2))
 KUBELET_VERSION = "v1.36.3"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
@@ -157,7 +161,7 @@ class LocalKubelet:
         conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
                            "message": "local kubelet is posting ready status",
                            "lastHeartbeatTime": t, "lastTransitionTime": t})
-        capacity = {"cpu": str(os.cpu_count() or 2), "memory": "24Gi", "pods": "250", "ephemeral-storage": "100Gi"}
+        capacity = {"cpu": str(NODE_CPU), "memory": "24Gi", "pods": "250", "ephemeral-storage": "100Gi"}
         return {
             "capacity": capacity, "allocatable": capacity, "conditions": conditions,
             "addresses": [{"type": "InternalIP", "address": self.node_ip}],

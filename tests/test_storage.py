@@ -65,6 +65,19 @@ async def home_volume(kube, user: str) -> client.V1PersistentVolume:
     return pvs.items[0]
 
 
+async def shut_down(hub: Hub) -> None:
+    """Stop every server (their vClusters go to sleep and free the node), then the hub."""
+    if hub.proc and hub.proc.poll() is None:
+        _, users = await hub.api("GET", "/users")
+        for user in users or []:
+            for server in user.get("servers") or {}:
+                try:
+                    await hub.stop_server(user["name"], server)
+                except (AssertionError, TimeoutError) as e:
+                    print(f"could not stop {user['name']}/{server!r}: {e}")
+    await hub.stop()
+
+
 async def started(hub: Hub, user: str, server: str = "", options: dict | None = None) -> None:
     events = await hub.start_server(user, server, options)
     assert events[-1].get("ready"), (events[-3:], hub.log_tail())
@@ -159,7 +172,7 @@ async def test_home_survives_every_lifecycle_event(cluster, kube, tmp_path):
             assert (pv.metadata.name, pv.spec.persistent_volume_reclaim_policy) == (volume, "Retain")
             assert pv.spec.claim_ref.name == host_name("home", "default", ref(user)[1])
     finally:
-        await hub.stop()
+        await shut_down(hub)
 
 
 async def test_named_servers_share_the_home_and_profiles_add_volumes(cluster, kube, tmp_path):
@@ -198,7 +211,7 @@ print("cwd", os.getcwd())
         assert "read-only reference data" in out and "read-only: 30" in out and "WRITABLE" not in out, out
         assert "cwd /home/jovyan" in out, out
     finally:
-        await hub.stop()
+        await shut_down(hub)
 
 
 # ---- credentials, isolation, networking ------------------------------------------------------
@@ -321,7 +334,7 @@ c.VClusterSpawner.user_namespace_objects = [{
         pv = await core.read_persistent_volume(amy_pv)
         assert (pv.spec.claim_ref.namespace, pv.spec.claim_ref.name) == ("vc-amy", host_name("home", "default", "vc-amy"))
     finally:
-        await hub.stop()
+        await shut_down(hub)
         await core.delete_namespace(store)
 
 
@@ -395,7 +408,7 @@ print("KUBECONFIG", os.environ["KUBECONFIG"], os.path.exists(os.environ["KUBECON
         status, body = await hub.api("DELETE", "/users/cora")
         assert status == 204, body
     finally:
-        await hub.stop()
+        await shut_down(hub)
     for path in hub.workdir.rglob("*"):
         if path.is_file() and path.suffix != ".py" and "helm-" not in str(path):
             evidence.append(path.read_bytes().decode(errors="replace"))
@@ -441,7 +454,7 @@ async def test_home_is_kept_when_the_user_is_removed_and_deleted_only_on_request
         assert f"home volume {pv.metadata.name} released for deletion" in done.stdout
         await wait_for(lambda: _absent(directory), timeout=60, what="home data deleted by its provisioner")
     finally:
-        await hub.stop()
+        await shut_down(hub)
 
 
 async def _namespace_gone(kube, name: str) -> bool:
