@@ -62,6 +62,7 @@ def plots(results: dict, out: Path) -> list[str]:
         a1.set_xlabel("users starting at once (cold)")
         a1.set_ylabel("spawn latency, s")
         a1.set_xticks(users)
+        a1.set_ylim(bottom=0)
         a1.legend()
         a1.set_title("Latency under concurrency")
         a2.bar([str(u) for u in users], [lvl["hub_cpu_seconds"] for lvl in levels], label="hub CPU s")
@@ -142,8 +143,10 @@ def markdown(results: dict, images: list[str]) -> str:
                      [[p] + [_s(spawn[k]["summary"]["phases_median"].get(p)) for k in kinds] for p in phases])
         md += ["*hub to spawner*: request until `Spawner.start`; *helm / wake*: `helm upgrade --install` or the wake "
                "patch; *readiness detection*: control plane ready until the spawner noticed; *pod created*: until the "
-               "host copy of the notebook pod exists; *host pod running* / *single-user server up*: the local kubelet "
-               "started it / the hub's readiness check answered; *route added*: configurable-http-proxy's route.", ""]
+               "host copy of the notebook pod exists; *host pod running*: the local kubelet started the notebook process; "
+               "*single-user server up*: the pod is Ready (its port accepts connections); *spawner notices the server*: "
+               "KubeSpawner's back-off polling of its pod watch, then the hub's HTTP check; *route added*: "
+               "configurable-http-proxy's route.", ""]
     if "phases.png" in images:
         md += ["![phases](phases.png)", ""]
 

@@ -20,7 +20,10 @@ PHASES = (
     ("readiness detection", "cp_ready_actual", "vc_ready_seen"),
     ("pod created", "vc_ready_seen", "host_pod_created"),
     ("host pod running", "host_pod_created", "host_pod_running"),
-    ("single-user server up", "host_pod_running", "server_responded"),
+    ("single-user server up", "host_pod_running", "host_pod_ready"),
+    # KubeSpawner polls its pod watch with exponential back-off (up to 5 s) before returning,
+    # then the hub checks the server's HTTP API: the same code path for both spawners
+    ("spawner notices the server", "host_pod_ready", "server_responded"),
     ("route added", "server_responded", "route_added"),
     ("answer through proxy", "route_added", "answered"),
 )
@@ -64,13 +67,14 @@ class Spawn:
         return out
 
     def as_dict(self, table=PHASES) -> dict:
-        d = {"user": self.user, "ok": self.ok, "total": self.total, "error": self.error,
+        total = None if self.total is None else round(self.total, 3)
+        d = {"user": self.user, "ok": self.ok, "total": total, "error": self.error,
              "instants": {k: round(v - self.requested, 3) for k, v in sorted(self.instants.items(), key=lambda i: i[1])}}
         if self.ok:
             d["phases"] = self.phases(table)
             if table is PHASES:
                 d["emulated"] = round(sum(d["phases"][p] for p in EMULATED), 3)
-                d["spawner_overhead"] = round(self.total - d["emulated"], 3)
+                d["spawner_overhead"] = round(total - d["emulated"], 3)
         return d
 
 
