@@ -32,9 +32,14 @@ from .timeline import Observer, hub_instants
 # Operators size this for their nodes; the benchmark asks 50m so twenty fit.
 VCLUSTER_VALUES = ('c.VClusterSpawner.vcluster_values = {"controlPlane": {"statefulSet": {"resources": '
                    '{"requests": {"cpu": "50m"}}}}}\n')
-STOP_ACTION = VCLUSTER_VALUES + 'c.VClusterSpawner.stop_action = "{}"\n'
+
+
+def stop_action(action: str) -> str:
+    return VCLUSTER_VALUES + f'c.VClusterSpawner.stop_action = "{action}"\n'
+
+
 # twenty control planes starting at once on two cores can take longer than the tests' 240 s
-CONCURRENT = STOP_ACTION.format("sleep") + "c.VClusterSpawner.start_timeout = 600\n"
+CONCURRENT = stop_action("sleep") + "c.VClusterSpawner.start_timeout = 600\n"
 PLAIN_NAMESPACE = "bench-plain"
 # Plain KubeSpawner, same notebook image, command and timeouts as the VClusterSpawner hubs;
 # its pods run in one host namespace, as in a usual Zero to JupyterHub deployment.
@@ -50,11 +55,11 @@ c.KubeSpawner.http_timeout = 90
 # kind -> (hub configuration, what a stop does, needs a first unmeasured spawn)
 SEQUENTIAL = {
     # vCluster absent at every start: created with helm; deleted on stop (helm uninstall + PVC)
-    "cold": (STOP_ACTION.format("delete"), "delete", False),
+    "cold": (stop_action("delete"), "delete", False),
     # vCluster asleep at every start: woken; put to sleep on stop
-    "wake": (STOP_ACTION.format("sleep"), "sleep", True),
+    "wake": (stop_action("sleep"), "sleep", True),
     # vCluster running at every start; a stop deletes only the notebook pod
-    "warm": (STOP_ACTION.format("none"), "pod only", True),
+    "warm": (stop_action("none"), "pod only", True),
     "kubespawner": (KUBESPAWNER, "pod only", True),
 }
 
