@@ -165,6 +165,9 @@ def markdown(results: dict, images: list[str]) -> str:
                        _s(lvl["helm_cpu_seconds"]), f"{lvl['hub_peak_rss_bytes'] / MiB:.0f}",
                        lvl["hub_connections_after_settle"]["host_api"], lvl["hub_connections_after_settle"]["other"],
                        _s(lvl["stop_hub_seconds"]["median"])] for lvl in levels])
+        failures = [(lvl["users"], s["user"], s["error"]) for lvl in levels for s in lvl["spawns"] if not s["ok"]]
+        if failures:
+            md += ["Failed spawns:", ""] + [f"- {n} users, `{user}`: {error}" for n, user, error in failures] + [""]
         phases = list(levels[0]["phases_median"])
         if phases:
             md += ["Phases under concurrency (median seconds, as the hub saw them; no observer runs here):", ""]
