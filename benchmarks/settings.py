@@ -18,11 +18,11 @@ class Settings:
     runs: int = 10                                  # measured spawns per kind (warm, wake, cold, KubeSpawner)
     concurrency: tuple[int, ...] = (1, 5, 10, 20)   # users starting at once, one level after the other
     startup_delay: float = 1.0                      # VCLUSTER_EMULATION_STARTUP_DELAY of the cluster we start
-    # Seconds to wait after a concurrency level before counting the hub's connections: idle
-    # keep-alive connections of the client pool close after 15 s (aiohttp's default), so what
-    # is left is what the hub holds open (watches, per-user virtual API clients).
-    settle: float = 16.0
-    spawn_timeout: float = 600.0
+    # Seconds to let a concurrency level settle after its spawns, then as long again to count the
+    # hub's steady requests (watch re-opens) and its connections, most idle keep-alive
+    # connections of the client pool being closed by then (aiohttp closes them after 15 s).
+    settle: float = 12.0
+    spawn_timeout: float = 540.0
     out: Path = field(default=RESULTS)
 
     @classmethod

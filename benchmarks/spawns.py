@@ -28,6 +28,10 @@ PHASES = (
     ("answer through proxy", "route_added", "answered"),
 )
 EMULATED = ("control plane ready (emulated)",)
+# What only the spawner does, measured within one run (no cross-run subtraction): install or
+# wake, noticing the ready control plane, and getting the pod created through the virtual API
+# and the syncer. Plain KubeSpawner has only "pod created" here.
+OWN = ("helm / wake", "readiness detection", "pod created")
 # Without an observer (concurrency: twenty observers polling would load the machine they
 # measure) only the hub's own instants exist, so the control plane's wait is as the spawner
 # saw it, detection lag included.
@@ -75,6 +79,7 @@ class Spawn:
             if table is PHASES:
                 d["emulated"] = round(sum(d["phases"][p] for p in EMULATED), 3)
                 d["spawner_overhead"] = round(total - d["emulated"], 3)
+                d["own_overhead"] = round(sum(d["phases"][p] for p in OWN), 3)
         return d
 
 

@@ -180,9 +180,14 @@ async def concurrency_level(bench: Bench, n: int, log=print) -> dict:
         results: list[Spawn] = await asyncio.gather(*(spawn(hub, u, bench.settings.spawn_timeout) for u in users))
         wall = time.time() - started
         cpu1, peak, after = proc.cpu(), proc.peak_rss(), await bench.metrics.snapshot()
+        # while the servers run and nothing else happens: does the hub watch more with more users?
         await asyncio.sleep(bench.settings.settle)
+        settled = await bench.metrics.snapshot()
+        window = bench.settings.settle
+        await asyncio.sleep(window)
+        steady = (await bench.metrics.snapshot()).minus(settled)
         connections = proc.tcp_connections(bench.api_port)
-        open_watches = (await bench.metrics.snapshot()).long_running.get("WATCH", 0)
+        open_watches = steady["open_watches_all_clients"]
         for r in results:
             r.instants = hub_instants(hub.log_path, r.user, r.requested)[0]
         ok = [r for r in results if r.ok]
@@ -208,6 +213,8 @@ async def concurrency_level(bench: Bench, n: int, log=print) -> dict:
         "helm_cpu_seconds": round(cpu1.children - cpu0.children, 2),
         "hub_peak_rss_bytes": peak,
         "hub_connections_after_settle": connections,
+        "hub_steady_per_minute": {v: round(steady["hub"][v] * 60 / window, 1) if window else None
+                                  for v in ("get", "list", "watch")},
         "open_watches_all_clients": open_watches,
         "api_per_spawn": stats.per_item(spawn_api, n),
         "api_per_stop": stats.per_item(stop_api, len(ok)),
@@ -225,6 +232,7 @@ def summarize(spawns: list[dict], stops: list[dict]) -> dict:
         "total": stats.summary([s["total"] for s in ok]),
         "emulated": stats.summary([s["emulated"] for s in ok]),
         "spawner_overhead": stats.summary([s["spawner_overhead"] for s in ok]),
+        "own_overhead": stats.summary([s["own_overhead"] for s in ok]),
         "phases_median": stats.median_phases(ok),
         "api_per_spawn_median": stats.median_api([s["api"] for s in ok]),
         "stop_hub_seconds": stats.summary([s["hub_seconds"] for s in stops if s.get("hub_seconds") is not None]),

@@ -33,11 +33,13 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
     assert results["spawn"]["cold"]["spawns"][0]["api"]["hub_writes"] > 0
     assert results["spawn"]["cold"]["spawns"][0]["emulated"] > 0          # the control plane was waited for
     assert results["spawn"]["warm"]["spawns"][0]["emulated"] == 0         # ... and not when it ran already
+    assert results["spawn"]["wake"]["spawns"][0]["own_overhead"] >= 0
 
     (level,) = results["concurrency"]
     assert level["users"] == 2 and level["success_rate"] == 1
     assert level["hub_cpu_seconds"] > 0 and level["hub_peak_rss_bytes"] > 0
     assert level["hub_connections_after_settle"]["host_api"] >= 1
+    assert level["hub_steady_per_minute"]["watch"] is not None
     assert results["machine"]["cores"] and results["machine"]["load"]["samples"] >= 1
     assert {g["goal"] for g in results["goals"]} >= {"warm spawn <= 1.2x KubeSpawner",
                                                       "<= 20 host API write requests per spawn"}
