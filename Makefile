@@ -42,3 +42,11 @@ cluster: venv binaries
 
 clean:
 	rm -rf $(VENV) .localcluster test-artifacts
+
+# make bench   runs the benchmarks (benchmarks/, issue 8) on a local cluster of its own and writes
+#              benchmarks/results/latest.json, report.md and plots; sizes from the environment or
+#              make variables: BENCH_RUNS (10), BENCH_CONCURRENCY (1,5,10,20), BENCH_STARTUP_DELAY (1 s)
+.PHONY: bench
+bench: venv binaries chp
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -e '.[test,bench]' >> $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }
+	$(PY) -m benchmarks run

@@ -1,0 +1,51 @@
+"""Smoke run of the benchmark code (``make bench``, benchmarks/) with tiny sizes, so it cannot
+rot. Benchmarks are not tests: no timing is asserted here, only that every measurement is
+taken and the report is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import report
+from benchmarks.apimetrics import VERBS
+from benchmarks.run import run_all, write
+from benchmarks.settings import Settings
+
+pytestmark = pytest.mark.hub
+
+
+async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_path):
+    settings = Settings(runs=1, concurrency=(2,), settle=1, spawn_timeout=300, out=tmp_path / "results")
+    results = await run_all(cluster, settings, tmp_path / "hubs", cleanup=True, log=lambda message: None)
+
+    assert set(results["spawn"]) == {"cold", "wake", "warm", "kubespawner"}
+    for kind, scenario in results["spawn"].items():
+        assert [s["error"] for s in scenario["spawns"]] == [""], kind
+        spawn = scenario["spawns"][0]
+        assert spawn["total"] > 0
+        assert sum(spawn["phases"].values()) == pytest.approx(spawn["total"], abs=0.05), (kind, spawn)
+        assert set(spawn["api"]["hub"]) == set(VERBS)
+        assert scenario["stops"][0]["ok"] and scenario["stops"][0]["hub_seconds"] is not None, kind
+        assert scenario["summary"]["total"]["median"] == spawn["total"]
+    # the hub's identity is what the API server counted: a cold start installs with helm
+    assert results["spawn"]["cold"]["spawns"][0]["api"]["hub_writes"] > 0
+    assert results["spawn"]["cold"]["spawns"][0]["emulated"] > 0          # the control plane was waited for
+    assert results["spawn"]["warm"]["spawns"][0]["emulated"] == 0         # ... and not when it ran already
+    assert results["spawn"]["wake"]["spawns"][0]["own_overhead"] >= 0
+
+    (level,) = results["concurrency"]
+    assert level["users"] == 2 and level["success_rate"] == 1
+    assert level["hub_cpu_seconds"] > 0 and level["hub_peak_rss_bytes"] > 0
+    assert level["hub_connections_after_settle"]["host_api"] >= 1
+    assert level["hub_steady_per_minute"]["watch"] is not None
+    assert results["machine"]["cores"] and results["machine"]["load"]["samples"] >= 1
+    assert {g["goal"] for g in results["goals"]} >= {"warm spawn <= 1.2x KubeSpawner",
+                                                      "<= 20 host API write requests per spawn"}
+
+    json_path = write(results, settings.out)
+    assert json.loads(json_path.read_text())["schema"] == results["schema"]
+    text = report.write(results, settings.out).read_text()
+    for section in ("## Machine", "## Goals", "## Spawn latency", "## Concurrency", "## Hub-side cost"):
+        assert section in text
