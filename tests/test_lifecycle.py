@@ -276,6 +276,19 @@ async def test_a_helm_failure_is_a_clear_message_and_leaves_nothing_running(clus
         await hub.stop()
 
 
+async def test_an_unschedulable_control_plane_fails_with_the_schedulers_reason(cluster, kube, tmp_path):
+    huge = ('c.VClusterSpawner.vcluster_values = {"controlPlane": {"statefulSet": {"resources": '
+            '{"requests": {"cpu": "4000"}}}}}\nc.VClusterSpawner.vcluster_ready_timeout = 15\n')
+    hub = await Hub(tmp_path / "hub", cluster, huge).start()
+    try:
+        await hub.add_user("huge")
+        events = await hub.start_server("huge")
+        assert events[-1].get("failed"), events[-3:]
+        assert "its pod cannot be scheduled" in events[-1]["message"] and "Insufficient cpu" in events[-1]["message"]
+    finally:
+        await hub.stop()
+
+
 async def test_sleep_grace_period_keeps_the_vcluster_warm(cluster, kube, tmp_path):
     config = 'c.VClusterSpawner.stop_action = "sleep"\nc.VClusterSpawner.sleep_grace_period = 5\n'
     hub = await Hub(tmp_path / "hub", cluster, config).start()
