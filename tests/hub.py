@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +22,7 @@ from localcluster.processes import die_with_parent, free_port, wait_for
 from .vclusters import CHART
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG_D = ROOT / "jupyterhub_config.d"
 NOTEBOOK_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"
 
 
@@ -38,8 +40,12 @@ class Hub:
     """``jupyterhub`` with VClusterSpawner against the local cluster; ``spawner_config`` is
     Python appended to the generated jupyterhub_config.py."""
 
-    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None):
-        """``restart_of``: a stopped hub whose database, ports and token this one takes over."""
+    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None,
+                 snippets: tuple[str, ...] = ()):
+        """``restart_of``: a stopped hub whose database, ports and token this one takes over.
+        ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
+        loads them after its own settings)."""
+        self.snippets = snippets
         self.workdir = workdir
         self.cluster = cluster
         if restart_of:
@@ -73,7 +79,7 @@ class Hub:
             c.JupyterHub.allow_named_servers = True
             c.JupyterHub.services = [{{"name": "test", "api_token": {self.token!r}}}]
             c.JupyterHub.load_roles = [{{"name": "test-admin", "services": ["test"], "scopes": [
-                "admin:users", "admin:servers", "access:servers", "list:users", "read:users"]}}]
+                "admin:users", "admin:servers", "access:servers", "list:users", "read:users", "read:metrics"]}}]
             c.JupyterHub.spawner_class = "vcluster"
             c.VClusterSpawner.vcluster_chart = {str(CHART)!r}
             c.VClusterSpawner.vcluster_api_url_template = "https://{{cluster_ip}}:443"
@@ -82,7 +88,8 @@ class Hub:
             c.VClusterSpawner.sleep_grace_period = 0
             c.VClusterSpawner.start_timeout = 240
             c.VClusterSpawner.http_timeout = 90
-        """) + textwrap.dedent(self.spawner_config))
+        """) + textwrap.dedent(self.spawner_config)
+            + "".join(f"\nload_subconfig({str(CONFIG_D / name)!r})\n" for name in self.snippets))
         return config
 
     async def start(self) -> "Hub":
@@ -174,6 +181,18 @@ class Hub:
             s = (model.get("servers") or {}).get(server)
             return s is None
         await wait_for(stopped, timeout=timeout, what=f"server {user}/{server!r} stopped")
+
+    async def login(self, username: str) -> aiohttp.ClientSession:
+        """A browser-like session logged in as ``username`` (DummyAuthenticator, any password);
+        the caller closes it."""
+        # the hub is addressed by IP: aiohttp keeps cookies for IP hosts only when "unsafe"
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        async with http.get(f"{self.url}/hub/login") as r:
+            xsrf = re.search(r'name="_xsrf" value="([^"]+)"', await r.text()).group(1)
+        async with http.post(f"{self.url}/hub/login", data={"username": username, "password": "x", "_xsrf": xsrf},
+                             allow_redirects=False) as r:
+            assert r.status == 302, (r.status, await r.text())
+        return http
 
     async def user_model(self, user: str) -> dict:
         _, model = await self.api("GET", f"/users/{user}")
