@@ -89,7 +89,8 @@ class Hub:
             c.VClusterSpawner.start_timeout = 240
             c.VClusterSpawner.http_timeout = 90
         """) + textwrap.dedent(self.spawner_config)
-            + "".join(f"\nload_subconfig({str(CONFIG_D / name)!r})\n" for name in self.snippets))
+            + (f"\nfrom vcluster_spawner.hubconfig import load_config_d\n"
+               f"load_config_d(c, {str(CONFIG_D)!r}, {tuple(self.snippets)!r})\n" if self.snippets else ""))
         return config
 
     async def start(self) -> "Hub":
@@ -181,6 +182,16 @@ class Hub:
             s = (model.get("servers") or {}).get(server)
             return s is None
         await wait_for(stopped, timeout=timeout, what=f"server {user}/{server!r} stopped")
+
+    async def operator_cli(self, *args: str) -> str:
+        """``python -m vcluster_spawner -f <this hub's config> ARGS``; returns its output."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vcluster_spawner", "-f", str(self.write_config()), *args,
+            env={**os.environ, "KUBECONFIG": str(self.cluster.admin_kubeconfig)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
 
     async def login(self, username: str) -> aiohttp.ClientSession:
         """A browser-like session logged in as ``username`` (DummyAuthenticator, any password);

@@ -27,7 +27,7 @@ import sys
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Application
 
-from ..vcluster import Ref, State
+from ..vcluster import Ref, State, read_or_none
 from .common import HubAPI, active_servers, load_hub_config, saved_ref, spawner_for
 
 
@@ -95,26 +95,29 @@ class LifecycleService(Application):
                 None, spawner_for, self.spawner_config, username)
         return self._spawners[username]
 
-    def _decide(self, user: dict, spawner, status) -> tuple[str, str]:
-        """(action, reason) for one user's vCluster; action is keep, sleep or delete."""
+    def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
+        """(action, reason) for one user's vCluster; action is keep, sleep or delete.
+        ``started``: when its control plane pod was created (None: no pod)."""
         if active_servers(user):
             return "keep", f"{len(active_servers(user))} server(s) active"
         dynamic = spawner.vcluster_mode == "dynamic"
         if status.state in (State.RUNNING, State.STARTING):
+            if started is None:
+                return "keep", f"{status.state.value}, control plane not created yet"
             grace = self.grace_period if self.grace_period is not None else spawner.sleep_grace_period + self.interval
-            last = max(filter(None, [parse_time(user.get("last_activity"))]
-                              + [parse_time(s.get("last_activity")) for s in (user.get("servers") or {}).values()]),
-                       default=None)
-            idle = (now() - last).total_seconds() if last else None
-            if idle is not None and idle < grace:
+            # idle since the later of the user's last activity and the control plane's start, so
+            # that a vCluster being provisioned or woken (by the CLI, say) is not put back to sleep
+            last = max(filter(None, [started, parse_time(user.get("last_activity"))]
+                              + [parse_time(s.get("last_activity")) for s in (user.get("servers") or {}).values()]))
+            idle = (now() - last).total_seconds()
+            if idle < grace:
                 return "keep", f"{status.state.value}, no server, within the grace period ({idle:.0f}/{grace:.0f} s)"
             action = spawner.effective_stop_action
             if action == "delete" and not dynamic:
                 action = "sleep"   # static vClusters are the operator's: never deleted on stop
             if action == "none":
                 return "keep", f"{status.state.value} with no server; stop_action is none"
-            idle_text = f"{idle:.0f} s" if idle is not None else "ever"
-            return action, f"{status.state.value} with no active server for {idle_text} (grace {grace:.0f} s)"
+            return action, f"{status.state.value} with no active server for {idle:.0f} s (grace {grace:.0f} s)"
         if status.state == State.ASLEEP:
             since = parse_time(status.since)
             asleep = (now() - since).total_seconds() if since else None
@@ -137,8 +140,10 @@ class LifecycleService(Application):
         spawner = await self._spawner(user["name"])
         ref = saved_ref(user) or spawner.vcluster
         try:
-            status = await spawner.ops.status(ref)
-            action, reason = self._decide(user, spawner, status)
+            ops = spawner.ops
+            status = await ops.status(ref)
+            pod = await read_or_none(ops.core.read_namespaced_pod, f"{ref.name}-0", ref.namespace)
+            action, reason = self._decide(user, spawner, status, pod.metadata.creation_timestamp if pod else None)
             if action != "keep":
                 # the hub may have started a server since the listing: look again right before acting
                 fresh = await self.hub.user(user["name"])
@@ -148,9 +153,9 @@ class LifecycleService(Application):
             if action == "keep" or self.dry_run:
                 return action
             if action == "sleep":
-                await spawner.ops.sleep(ref)
+                await ops.sleep(ref)
             elif action == "delete":
-                await spawner.ops.delete(ref)
+                await ops.delete(ref)
             self.log.info("done user=%s vcluster=%s %s", user["name"], ref, action)
             return action
         finally:
