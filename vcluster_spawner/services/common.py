@@ -27,7 +27,7 @@ def load_hub_config(path: str | None) -> Config:
 
 def spawner_for(config: Config, username: str):
     """A VClusterSpawner for ``username`` that is never started: its traits, names and ``ops``.
-    Its constructor loads the kube config synchronously: call it off the event loop."""
+    Call it on the event loop (KubeSpawner's constructor needs one)."""
     from ..spawner import VClusterSpawner
 
     user = SimpleNamespace(name=username, id=0, url=f"/user/{username}/", spawners={})

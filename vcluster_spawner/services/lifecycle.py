@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
+import re
 import signal
 import sys
 
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Unicode, default
 from traitlets.config import Application
 
 from ..vcluster import Ref, State, read_or_none
@@ -45,6 +47,10 @@ def now() -> datetime.datetime:
 class LifecycleService(Application):
     name = "vcluster-lifecycle"
     description = __doc__
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO   # every decision and action is logged at INFO
 
     hub_config = Unicode(
         "", config=True,
@@ -88,11 +94,11 @@ class LifecycleService(Application):
         self._spawners: dict[str, object] = {}
 
     async def _spawner(self, username: str):
-        """One never-started spawner per user, built off the event loop (KubeSpawner's
-        constructor loads the kube config synchronously)."""
+        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
+        constructor needs the running loop and reads the kube config synchronously (a short
+        file read, done once per user and process)."""
         if username not in self._spawners:
-            self._spawners[username] = await asyncio.get_running_loop().run_in_executor(
-                None, spawner_for, self.spawner_config, username)
+            self._spawners[username] = spawner_for(self.spawner_config, username)
         return self._spawners[username]
 
     def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
@@ -131,10 +137,12 @@ class LifecycleService(Application):
         return "keep", status.state.value
 
     def _log_decision(self, username: str, ref: Ref, action: str, reason: str) -> None:
-        line = f"{action}: {reason}"
-        if action != "keep" or self._last_decision.get(ref) != line:
-            self.log.info("decision user=%s vcluster=%s %s", username, ref, line)
-        self._last_decision[ref] = line
+        """Actions always; a keep when it differs from the last one for this vCluster other than
+        by its numbers (not one line a second for a vCluster counting its asleep time)."""
+        key = re.sub(r"[0-9]+", "#", f"{action}: {reason}")
+        if action != "keep" or self._last_decision.get(ref) != key:
+            self.log.info("decision user=%s vcluster=%s %s: %s", username, ref, action, reason)
+        self._last_decision[ref] = key
 
     async def reconcile_user(self, user: dict) -> str:
         spawner = await self._spawner(user["name"])
@@ -177,17 +185,22 @@ class LifecycleService(Application):
             loop.add_signal_handler(sig, stop.set)
         self.log.info("lifecycle service: every %.0f s, delete asleep after %.0f s%s", self.interval,
                       self.delete_asleep_after, " (dry run)" if self.dry_run else "")
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                try:
-                    await self.reconcile()
-                except Exception as e:   # the hub restarting, say: try again next pass
-                    self.log.error("pass failed: %s", e)
-                try:
-                    await asyncio.wait_for(stop.wait(), self.interval)
-                except asyncio.TimeoutError:
-                    pass
+                # a pass may be long (a sleep waits for the control plane to stop): the hub stops
+                # its services with SIGINT and a short timeout, so a pass is cancelled, not awaited
+                one_pass = asyncio.ensure_future(self.reconcile())
+                await asyncio.wait({one_pass, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not one_pass.done():
+                    one_pass.cancel()
+                    self.log.warning("stopping in the middle of a pass; the next start repeats it")
+                    break
+                if one_pass.exception():   # the hub restarting, say: try again next pass
+                    self.log.error("pass failed: %s", one_pass.exception())
+                await asyncio.wait({stopping}, timeout=self.interval)
         finally:
+            stopping.cancel()
             await self.hub.close()
 
     def start(self):

@@ -15,6 +15,7 @@ Run by the hub (see jupyterhub_config.d/50-status-service.py)::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import sys
@@ -23,7 +24,7 @@ from urllib.parse import quote, urlparse
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application
 
 from . import pages
@@ -36,6 +37,10 @@ ACTIONS = ("sleep", "wake", "delete")
 class StatusService(Application):
     name = "vcluster-status"
     description = __doc__
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO   # every decision and action is logged at INFO
 
     hub_config = Unicode(
         "", config=True,
@@ -63,10 +68,11 @@ class StatusService(Application):
         self._spawners: dict = {}
 
     async def spawner(self, username: str):
-        """A never-started spawner for the user's names and ``ops``; built off the loop once."""
+        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
+        constructor needs the running loop and reads the kube config synchronously (a short
+        file read, done once per user and process)."""
         if username not in self._spawners:
-            self._spawners[username] = await asyncio.get_running_loop().run_in_executor(
-                None, spawner_for, self.spawner_config, username)
+            self._spawners[username] = spawner_for(self.spawner_config, username)
         return self._spawners[username]
 
     async def lookup(self, user: dict):
