@@ -8,13 +8,15 @@ with a message naming the valid ones. Not applied when ``profile_list`` is alrea
 c = get_config()  # noqa: F821
 
 
-def _size(cpu: str, memory: str, pods: int) -> dict:
-    """vcluster_values for a vCluster of this size: a ResourceQuota on everything it runs, and a
-    LimitRange so that pods without requests fit in it."""
+def _size(cpu: int, memory_gi: int, pods: int) -> dict:
+    """vcluster_values for a vCluster of this size: a ResourceQuota on everything in the user's
+    host namespace (the vCluster's control plane too: it requests 200m CPU and 256Mi and is
+    limited to 4Gi of memory), limits twice the requests, and a LimitRange so that pods without
+    requests get some and fit in the quota."""
     return {"policies": {
         "resourceQuota": {"enabled": True, "quota": {
-            "requests.cpu": cpu, "requests.memory": memory, "limits.cpu": cpu, "limits.memory": memory,
-            "count/pods": str(pods)}},
+            "requests.cpu": str(cpu), "requests.memory": f"{memory_gi}Gi",
+            "limits.cpu": str(2 * cpu), "limits.memory": f"{2 * memory_gi}Gi", "count/pods": str(pods)}},
         "limitRange": {"enabled": True,
                        "default": {"cpu": "500m", "memory": "512Mi"},
                        "defaultRequest": {"cpu": "100m", "memory": "128Mi"}},
@@ -37,15 +39,15 @@ _KUBERNETES = {
 if "profile_list" not in c.VClusterSpawner:
     c.VClusterSpawner.profile_list = [
         {"display_name": "Small virtual cluster", "slug": "small", "default": True,
-         "description": "1 CPU and 2 GiB for everything in your cluster, 20 pods",
+         "description": "2 CPUs and 4 GiB requested by everything in your cluster, 20 pods",
          "kubespawner_override": {"cpu_guarantee": 0.1, "mem_guarantee": "256M", "mem_limit": "1G",
-                                  "vcluster_values": _size("1", "2Gi", 20)},
+                                  "vcluster_values": _size(2, 4, 20)},
          "profile_options": {"image": {"display_name": "Image", "choices": _IMAGES},
                              "kubernetes": {"display_name": "Kubernetes", "choices": _KUBERNETES}}},
         {"display_name": "Large virtual cluster", "slug": "large",
-         "description": "4 CPUs and 16 GiB for everything in your cluster, 100 pods",
+         "description": "8 CPUs and 32 GiB requested by everything in your cluster, 100 pods",
          "kubespawner_override": {"cpu_guarantee": 0.5, "mem_guarantee": "1G", "mem_limit": "4G",
-                                  "vcluster_values": _size("4", "16Gi", 100)},
+                                  "vcluster_values": _size(8, 32, 100)},
          "profile_options": {"image": {"display_name": "Image", "choices": _IMAGES},
                              "kubernetes": {"display_name": "Kubernetes", "choices": _KUBERNETES}}},
     ]
