@@ -83,7 +83,8 @@ def leftovers() -> list[str]:
             except OSError:
                 continue
             if any(m in cmdline or m in environ for m in marks):
-                found.append(f"{entry.name} {cmdline.replace(b'\0', b' ').decode(errors='replace')[:120]}")
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{entry.name} {command[:120]}")
     return found
 
 
