@@ -51,7 +51,7 @@ def ago(when: datetime.datetime | None) -> str:
 
 
 def _memory(value: Decimal) -> str:
-    return f"{value / 2**20:.0f} Mi" if value else "0"
+    return f"{value / 2**20:.0f} Mi"
 
 
 def _servers(servers: dict) -> str:
@@ -64,8 +64,8 @@ def _servers(servers: dict) -> str:
     return "<br>".join(items)
 
 
-def row(username: str, view: VClusterView, servers: dict, prefix: str, admin: bool, xsrf: str,
-        kubeconfig: bool) -> str:
+def row(username: str, view: VClusterView, servers: dict, prefix: str, admin: bool, kubeconfig: bool) -> str:
+    """One user's table row; admin actions link to their confirmation pages."""
     user_path = f"{prefix}users/{quote(username, safe='')}"
     since = (f"<div class=muted title='{escape(view.since.isoformat())}'>since {ago(view.since)} ago</div>"
              if view.since else "")

@@ -165,7 +165,7 @@ class IndexHandler(BaseHandler):
                 config = await read_kubeconfig(spawner.ops, ref, service.kubeconfig_secret(user["name"], ref),
                                                service.kubeconfig_secret_key)
                 return pages.row(user["name"], view, user.get("servers") or {}, service.prefix,
-                                 self.is_admin and service.admin_actions, self.xsrf_token.decode(), config is not None)
+                                 self.is_admin and service.admin_actions, config is not None)
         rows = await asyncio.gather(*(one(u) for u in sorted(users, key=lambda u: u["name"])))
         flash = self.get_argument("message", "")
         title = "Virtual clusters" if self.is_admin else "Your virtual cluster"
