@@ -37,8 +37,10 @@ chromium:
 	@command -v chromium >/dev/null || { echo "[make] installing chromium (Debian)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
+# --basetemp: our own temporary directory; in the shared /tmp/pytest-of-$USER another pytest run
+# on the machine deletes all but the newest three, hub work directories of a running test too
 test: venv binaries chp chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
 
 demo: venv binaries chp
 	$(PY) demo/run.py
