@@ -43,4 +43,5 @@ async def test_culling_an_idle_server_puts_its_vcluster_to_sleep(cluster, kube, 
         log = hub.log_path.read_text()
         assert "Culling server ivy" in log, hub.log_tail()
     finally:
+        await hub.api("DELETE", "/users/ivy")   # its vCluster and namespace go with it
         await hub.stop()
