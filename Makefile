@@ -1,6 +1,7 @@
 # make test   builds/reuses the cached Kubernetes binaries, installs the Python environment,
 #             and runs the whole suite against a real local control plane.
-# make demo   (arrives with the hub issue)
+# make demo   the same prerequisites, then a local cluster with the vCluster emulation and a
+#             JupyterHub with this spawner (demo/run.py); Ctrl-C stops everything
 SHELL := bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ CHP := $(CACHE)/node/chp-$(CHP_VERSION)/node_modules/.bin/configurable-http-prox
 # the hub started by tests and the demo finds configurable-http-proxy and the venv's tools here
 export PATH := $(dir $(CHP)):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test unit cluster binaries venv chp clean
+.PHONY: test unit cluster binaries venv chp chromium demo clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] installing the Python environment in $(VENV)"
@@ -31,8 +32,18 @@ $(CHP):
 
 chp: $(CHP)
 
-test: venv binaries chp
-	$(PY) -m pytest $(PYTEST_ARGS)
+# the browser tests drive Debian's Chromium (Playwright never downloads a browser here)
+chromium:
+	@command -v chromium >/dev/null || { echo "[make] installing chromium (Debian)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+# --basetemp: our own temporary directory; in the shared /tmp/pytest-of-$USER another pytest run
+# on the machine deletes all but the newest three, hub work directories of a running test too
+test: venv binaries chp chromium
+	$(PY) -m pytest --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
+
+demo: venv binaries chp
+	$(PY) demo/run.py
 
 unit: venv
 	$(PY) -m pytest -m "not cluster and not emulation and not hub and not browser and not chart" $(PYTEST_ARGS)
@@ -41,7 +52,7 @@ cluster: venv binaries
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .localcluster test-artifacts
+	rm -rf $(VENV) .localcluster .demo test-artifacts
 
 # make bench   runs the benchmarks (benchmarks/, issue 8) on a local cluster of its own and writes
 #              benchmarks/results/latest.json, report.md and plots; sizes from the environment or

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,35 +13,10 @@ from kubernetes_asyncio import client
 
 from localcluster import ClusterState
 from localcluster.kube import api_client
-from localcluster.processes import die_with_parent
+from localcluster.launch import start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _start_cluster(state_dir: Path, plugins: tuple[str, ...] = ()) -> tuple[subprocess.Popen, ClusterState]:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = open(state_dir.parent / f"{state_dir.name}.supervisor.log", "wb")
-    argv = [sys.executable, "-m", "localcluster", "up", "--state-dir", str(state_dir)]
-    for plugin in plugins:
-        argv += ["--plugin", plugin]
-    # The supervisor dies with pytest, and its components die with it: no leftovers even
-    # when the test run is killed.
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"local cluster failed to start; see {log.name}:\n"
-                               + Path(log.name).read_text()[-4000:])
-        try:
-            state = ClusterState.read(state_dir.resolve())
-            if state.pid == proc.pid:
-                return proc, state
-        except (FileNotFoundError, ValueError, KeyError):
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise TimeoutError(f"local cluster did not become ready in 180 s; see {log.name}")
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +27,7 @@ def cluster() -> ClusterState:
     if reuse:
         yield ClusterState.read(Path(reuse).resolve())
         return
-    proc, state = _start_cluster(ARTIFACTS / "localcluster", plugins=("vcluster_emulation",))
+    proc, state = start_cluster(ARTIFACTS / "localcluster", plugins=("vcluster_emulation",))
     yield state
     proc.send_signal(signal.SIGTERM)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +22,7 @@ from localcluster.processes import die_with_parent, free_port, wait_for
 from .vclusters import CHART
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG_D = ROOT / "jupyterhub_config.d"
 NOTEBOOK_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"
 
 
@@ -38,8 +40,12 @@ class Hub:
     """``jupyterhub`` with VClusterSpawner against the local cluster; ``spawner_config`` is
     Python appended to the generated jupyterhub_config.py."""
 
-    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None):
-        """``restart_of``: a stopped hub whose database, ports and token this one takes over."""
+    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None,
+                 snippets: tuple[str, ...] = ()):
+        """``restart_of``: a stopped hub whose database, ports and token this one takes over.
+        ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
+        loads them after its own settings)."""
+        self.snippets = snippets
         self.workdir = workdir
         self.cluster = cluster
         if restart_of:
@@ -73,7 +79,7 @@ class Hub:
             c.JupyterHub.allow_named_servers = True
             c.JupyterHub.services = [{{"name": "test", "api_token": {self.token!r}}}]
             c.JupyterHub.load_roles = [{{"name": "test-admin", "services": ["test"], "scopes": [
-                "admin:users", "admin:servers", "access:servers", "list:users", "read:users"]}}]
+                "admin:users", "admin:servers", "access:servers", "list:users", "read:users", "read:metrics"]}}]
             c.JupyterHub.spawner_class = "vcluster"
             c.VClusterSpawner.vcluster_chart = {str(CHART)!r}
             c.VClusterSpawner.vcluster_api_url_template = "https://{{cluster_ip}}:443"
@@ -84,7 +90,9 @@ class Hub:
             c.VClusterSpawner.user_kubeconfig_server_template = "https://{{cluster_ip}}:443"
             c.VClusterSpawner.start_timeout = 240
             c.VClusterSpawner.http_timeout = 90
-        """) + textwrap.dedent(self.spawner_config))
+        """) + textwrap.dedent(self.spawner_config)
+            + (f"\nfrom vcluster_spawner.hubconfig import load_config_d\n"
+               f"load_config_d(c, {str(CONFIG_D)!r}, {tuple(self.snippets)!r})\n" if self.snippets else ""))
         return config
 
     async def start(self) -> "Hub":
@@ -176,6 +184,28 @@ class Hub:
             s = (model.get("servers") or {}).get(server)
             return s is None
         await wait_for(stopped, timeout=timeout, what=f"server {user}/{server!r} stopped")
+
+    async def operator_cli(self, *args: str) -> str:
+        """``python -m vcluster_spawner -f <this hub's config> ARGS``; returns its output."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vcluster_spawner", "-f", str(self.write_config()), *args,
+            env={**os.environ, "KUBECONFIG": str(self.cluster.admin_kubeconfig)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    async def login(self, username: str) -> aiohttp.ClientSession:
+        """A browser-like session logged in as ``username`` (DummyAuthenticator, any password);
+        the caller closes it."""
+        # the hub is addressed by IP: aiohttp keeps cookies for IP hosts only when "unsafe"
+        http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        async with http.get(f"{self.url}/hub/login") as r:
+            xsrf = re.search(r'name="_xsrf" value="([^"]+)"', await r.text()).group(1)
+        async with http.post(f"{self.url}/hub/login", data={"username": username, "password": "x", "_xsrf": xsrf},
+                             allow_redirects=False) as r:
+            assert r.status == 302, (r.status, await r.text())
+        return http
 
     async def user_model(self, user: str) -> dict:
         _, model = await self.api("GET", f"/users/{user}")

@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-from localcluster.kube import api_client
 from kubernetes_asyncio import client
 
-from .conftest import ROOT, _start_cluster
+from localcluster.kube import api_client
+from localcluster.launch import start_cluster
+
+from .conftest import ROOT
 from .helpers import pod_ready, processes_matching, python_pod
 
 pytestmark = pytest.mark.cluster
@@ -28,7 +30,7 @@ def _wait_gone(marker: str, timeout: float = 20) -> list[int]:
 async def test_killed_supervisor_takes_every_component_and_pod_with_it(tmp_path):
     """Even a SIGKILL (a crashed or interrupted test run) leaves no process running."""
     state_dir = tmp_path / "killed"
-    proc, state = _start_cluster(state_dir)
+    proc, state = start_cluster(state_dir)
     api = await api_client(state.admin_kubeconfig)
     try:
         core = client.CoreV1Api(api)
@@ -47,7 +49,7 @@ async def test_killed_supervisor_takes_every_component_and_pod_with_it(tmp_path)
 
 def test_cli_status_env_and_down(tmp_path):
     state_dir = tmp_path / "cli"
-    proc, state = _start_cluster(state_dir)
+    proc, state = start_cluster(state_dir)
     run = lambda *a: subprocess.run([sys.executable, "-m", "localcluster", *a, "--state-dir", str(state_dir)],
                                     cwd=ROOT, capture_output=True, text=True)
     status = run("status")

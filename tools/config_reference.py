@@ -1,4 +1,4 @@
-"""Writes docs/configuration.md from VClusterSpawner's trait help texts.
+"""Writes docs/configuration.md from the trait help texts of VClusterSpawner and the hub services.
 
     python tools/config_reference.py            # rewrite the file
     python tools/config_reference.py --check    # exit 1 if it is out of date (run by the tests)
@@ -35,7 +35,27 @@ def render() -> str:
     changed = {"namespace": "virtual_namespace", "start_timeout": "600", "cmd": '["jupyterhub-singleuser"]'}
     lines += ["## KubeSpawner defaults changed by VClusterSpawner", ""]
     lines += [f"- `{name}`: {value}" for name, value in changed.items()]
+    lines += ["", *services()]
     return "\n".join(lines) + "\n"
+
+
+def services() -> list[str]:
+    """The hub-managed services' options (command line ``--Class.name=value``; see docs/hub.md)."""
+    from traitlets.config import Application
+
+    from vcluster_spawner.services.lifecycle import LifecycleService
+    from vcluster_spawner.services.status import StatusService
+
+    lines = ["# Hub services", "",
+             "Options of the services started by `jupyterhub_config.d/` (docs/hub.md), given on their",
+             "command line as `--<Class>.<name>=<value>`.", ""]
+    for cls in (LifecycleService, StatusService):
+        lines += [f"## {cls.__name__} (`python -m {cls.__module__}`)", ""]
+        own = {n: t for n, t in cls.class_traits(config=True).items() if n not in Application.class_traits(config=True)}
+        for name in sorted(own):
+            lines += [f"### `{cls.__name__}.{name}`", "", f"*{type(own[name]).__name__}*", "",
+                      inspect.cleandoc(own[name].help), ""]
+    return lines
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .credentials import NotebookAccess, checked_s3_values, encode, ensure_servi
 from .helm import ChartRef, Helm, HelmError
 from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
+from .metrics import MeteredOps
 from .notebook import add_wiring, home_wiring, merge_wiring
 from .translate import host_name
 from .values import computed_values, values_hash, vcluster_values
@@ -324,7 +325,8 @@ class VClusterSpawner(KubeSpawner):
         cls = VClusterSpawner
         if cls._helm is None:
             cls._helm = Helm(self.helm_binary, self.helm_max_concurrency, self.helm_timeout)
-        return VClusterOps(shared_client("CoreV1Api"), shared_client("AppsV1Api"), cls._helm)
+        # MeteredOps: provision/wake/sleep/delete counted and timed on the hub's /hub/metrics
+        return MeteredOps(shared_client("CoreV1Api"), shared_client("AppsV1Api"), cls._helm)
 
     @property
     def homes(self) -> HomeVolumes:
@@ -391,6 +393,21 @@ class VClusterSpawner(KubeSpawner):
 
     def _user_template(self, template: str) -> str:
         return template.format(**names.user_fields(self.user.name, self.user.id))
+
+    def _validate_user_options(self, profile_list):
+        # KubeSpawner 7 validates unlisted choices only: a listed choice that does not exist (a
+        # tampered form or REST call) would be a bare KeyError deep in _load_profile. Refuse it
+        # here as a ValueError, which start() turns into a clear message.
+        super()._validate_user_options(profile_list)
+        if not self.user_options:
+            return
+        profile = self._get_profile(self.user_options.get("profile"), profile_list)
+        for option_name, option in profile.get("profile_options", {}).items():
+            choice = self.user_options.get(option_name)
+            choices = option.get("choices") or {}
+            if choice and choice not in choices:
+                raise ValueError(f"{choice!r} is not a choice of {option_name!r} in profile "
+                                 f"{profile['slug']!r}; choices: {', '.join(choices)}")
 
     def effective_values(self) -> dict:
         return vcluster_values(self.vcluster_values, computed_values(

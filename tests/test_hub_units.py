@@ -1,0 +1,112 @@
+"""Pure logic of the hub services (no cluster): the lifecycle policy's decisions, quantities,
+the status page's rendering and escaping, the config.d loader."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from vcluster_spawner.hubconfig import load_config_d
+from vcluster_spawner.services import pages
+from vcluster_spawner.services.inspect import VClusterView, quantity
+from vcluster_spawner.services.lifecycle import LifecycleService
+from vcluster_spawner.vcluster import Ref, State, Status
+
+from .hub import CONFIG_D
+
+def before(seconds: float) -> datetime.datetime:
+    # computed when called: the module is imported at collection, long before a test runs
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+
+
+def ago(seconds: float) -> str:
+    return before(seconds).isoformat().replace("+00:00", "Z")
+
+
+def spawner(mode="dynamic", action="sleep", grace=60.0):
+    return SimpleNamespace(vcluster_mode=mode, effective_stop_action=action, sleep_grace_period=grace)
+
+
+def decide(user, status, started_ago=None, **kwargs):
+    service = LifecycleService(interval=10, delete_asleep_after=3600, **kwargs)
+    started = before(started_ago) if started_ago is not None else None
+    return service._decide(user, spawner(), status, started)
+
+
+def test_an_active_server_always_keeps_the_vcluster():
+    user = {"name": "u", "servers": {"": {"ready": True}}, "last_activity": ago(10 ** 6)}
+    assert decide(user, Status(State.RUNNING), 10 ** 6)[0] == "keep"
+    user = {"name": "u", "servers": {"": {"pending": "spawn"}}}
+    assert decide(user, Status(State.ASLEEP, ago(10 ** 6)))[0] == "keep"
+
+
+def test_running_without_a_server_gets_the_stop_action_after_the_grace_period():
+    user = {"name": "u", "servers": {}, "last_activity": ago(1000)}
+    action, reason = decide(user, Status(State.RUNNING), started_ago=1000)
+    assert action == "sleep" and "no active server" in reason
+    # within the grace period (the spawner's 60 s + one interval) counted from the later of
+    # the user's activity and the control plane's start
+    assert decide(user, Status(State.RUNNING), started_ago=30)[0] == "keep"
+    assert decide({**user, "last_activity": ago(5)}, Status(State.RUNNING), started_ago=1000)[0] == "keep"
+    assert decide(user, Status(State.STARTING), started_ago=None)[0] == "keep"
+
+
+def test_stop_action_delete_applies_in_dynamic_mode_only():
+    user = {"name": "u", "servers": {}, "last_activity": ago(1000)}
+    service = LifecycleService(interval=10)
+    started = before(1000)
+    assert service._decide(user, spawner(action="delete"), Status(State.RUNNING), started)[0] == "delete"
+    assert service._decide(user, spawner("static", "delete"), Status(State.RUNNING), started)[0] == "sleep"
+    assert service._decide(user, spawner(action="none"), Status(State.RUNNING), started)[0] == "keep"
+
+
+def test_long_asleep_is_deleted_in_dynamic_mode_or_when_opted_in():
+    user = {"name": "u", "servers": {}}
+    service = LifecycleService(interval=10, delete_asleep_after=3600)
+    old, recent = Status(State.ASLEEP, ago(7200)), Status(State.ASLEEP, ago(60))
+    action, reason = service._decide(user, spawner(), old, None)
+    assert action == "delete" and reason.startswith("asleep for 7") and reason.endswith("> 3600 s")
+    assert service._decide(user, spawner(), recent, None)[0] == "keep"
+    assert service._decide(user, spawner("static"), old, None)[0] == "keep"
+    opted = LifecycleService(interval=10, delete_asleep_after=3600, delete_asleep_in_static_mode=True)
+    assert opted._decide(user, spawner("static"), old, None)[0] == "delete"
+    never = LifecycleService(interval=10, delete_asleep_after=0)
+    assert never._decide(user, spawner(), old, None)[0] == "keep"
+
+
+@pytest.mark.parametrize("text,value", [("250m", Decimal("0.25")), ("2", 2), ("1Gi", 2 ** 30), ("512Mi", 2 ** 29),
+                                        ("1k", 1000), ("0", 0)])
+def test_quantity(text, value):
+    assert quantity(text) == value
+
+
+def test_status_rows_escape_and_offer_actions_by_state():
+    view = VClusterView(Ref("vc-x", "vc-x"), "asleep", since=before(0), created=before(0), cpu_requests=Decimal("0.2"),
+                        memory_requests=Decimal(256 * 2 ** 20), pods=1)
+    row = pages.row("<b>x</b>", view, {"": {"ready": False}}, "/services/s/", True, kubeconfig=False)
+    assert "&lt;b&gt;x&lt;/b&gt;" in row and "<b>x</b>" not in row
+    assert ">wake<" in row and ">sleep<" not in row and ">delete<" in row
+    assert "0.2 CPU" in row and "256 Mi" in row and "kubeconfig not available" in row
+    user_row = pages.row("x", view, {}, "/services/s/", False, kubeconfig=True)
+    assert ">wake<" not in user_row and "/services/s/users/x/kubeconfig" in user_row
+
+
+def test_config_d_snippets_extend_what_was_configured_before():
+    c = Config()
+    c.JupyterHub.services = [{"name": "mine", "api_token": "x"}]
+    c.VClusterSpawner.sleep_grace_period = 5.0
+    c.VClusterHub.cull_timeout = 42
+    load_config_d(c, CONFIG_D)
+    names = [s["name"] for s in c.JupyterHub.services]
+    assert names == ["mine", "idle-culler", "vcluster-lifecycle", "vcluster-status"]
+    culler = c.JupyterHub.services[1]["command"]
+    assert "--timeout=42" in culler
+    assert c.VClusterSpawner.sleep_grace_period == 5.0          # set before: kept
+    assert c.VClusterSpawner.stop_action == "sleep"             # unset: the snippet's default
+    assert [p["slug"] for p in c.VClusterSpawner.profile_list] == ["small", "large"]
+    user_role = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
+    assert "access:services!service=vcluster-status" in user_role["scopes"]

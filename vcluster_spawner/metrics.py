@@ -1,0 +1,117 @@
+"""Prometheus metrics of vCluster operations, served on the hub's own ``/hub/metrics``.
+
+JupyterHub exposes prometheus_client's default registry, so the metrics are registered there
+and appear next to the hub's own. They are collected in the process that runs the operations
+(the hub; the lifecycle service's operations are logged, not counted here).
+
+- ``vcluster_spawner_operation_duration_seconds{operation}``: successful provision and wake
+  (from the operation until the vCluster is ready), sleep and delete; its ``_count`` is the
+  number of successes.
+- ``vcluster_spawner_operations_total{operation,result}``: attempts, result success/failure.
+- ``vcluster_spawner_vclusters{state}``: vClusters last seen by this hub in each state
+  (running, starting, asleep, error); absent ones are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from .vcluster import Ref, State, Status, VClusterOps
+
+OPERATIONS = ("provision", "wake", "sleep", "delete")
+STATES = ("running", "starting", "asleep", "error")
+
+DURATION = Histogram(
+    "vcluster_spawner_operation_duration_seconds",
+    "Duration of successful vCluster operations (provision and wake: until ready), in seconds",
+    ["operation"], buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, float("inf")))
+ATTEMPTS = Counter(
+    "vcluster_spawner_operations_total", "vCluster operations by result (success, failure)",
+    ["operation", "result"])
+
+# Ref -> last known state name; module level because a spawner builds a new ops object per use
+_states: dict[Ref, str] = {}
+# Ref -> (operation, monotonic start) for provision/wake, completed by wait_ready
+_pending: dict[Ref, tuple[str, float]] = {}
+
+
+class _StateCollector:
+    def collect(self):
+        family = GaugeMetricFamily("vcluster_spawner_vclusters",
+                                   "vClusters last seen by this hub, by state", labels=["state"])
+        for state in STATES:
+            family.add_metric([state], sum(1 for s in _states.values() if s == state))
+        yield family
+
+
+REGISTRY.register(_StateCollector())
+
+
+def _record(ref: Ref, operation: str, started: float, ok: bool) -> None:
+    ATTEMPTS.labels(operation, "success" if ok else "failure").inc()
+    if ok:
+        DURATION.labels(operation).observe(time.monotonic() - started)
+    else:
+        _states[ref] = "error"
+
+
+class MeteredOps(VClusterOps):
+    """``VClusterOps`` that counts and times its operations and remembers states."""
+
+    async def status(self, ref: Ref) -> Status:
+        status = await super().status(ref)
+        if status.state == State.ABSENT:
+            _states.pop(ref, None)
+        elif _states.get(ref) != "error" or status.state != State.STARTING:
+            # a failed start stays "error" until the vCluster runs, sleeps or goes
+            _states[ref] = status.state.value
+        return status
+
+    async def install(self, ref, chart, values) -> None:
+        await self._begin(ref, "provision", super().install(ref, chart, values))
+
+    async def wake(self, ref: Ref) -> None:
+        await self._begin(ref, "wake", super().wake(ref))
+
+    async def _begin(self, ref: Ref, operation: str, call) -> None:
+        started = time.monotonic()
+        try:
+            await call
+        except BaseException:
+            _record(ref, operation, started, ok=False)
+            raise
+        _pending[ref] = (operation, started)   # completed (timed) when the vCluster is ready
+
+    async def wait_ready(self, ref, virtual, timeout, report) -> None:
+        operation, started = _pending.pop(ref, (None, 0.0))
+        try:
+            await super().wait_ready(ref, virtual, timeout, report)
+        except BaseException:
+            if operation:
+                _record(ref, operation, started, ok=False)
+            raise
+        _states[ref] = State.RUNNING.value
+        if operation:
+            _record(ref, operation, started, ok=True)
+
+    async def sleep(self, ref: Ref, timeout: float = 180) -> None:
+        await self._timed(ref, "sleep", super().sleep(ref, timeout), State.ASLEEP.value)
+
+    async def delete(self, ref: Ref) -> None:
+        await self._timed(ref, "delete", super().delete(ref), None)
+
+    async def _timed(self, ref: Ref, operation: str, call, state_after: str | None) -> None:
+        started = time.monotonic()
+        try:
+            await call
+        except BaseException:
+            _record(ref, operation, started, ok=False)
+            raise
+        _record(ref, operation, started, ok=True)
+        if state_after:
+            _states[ref] = state_after
+        else:
+            _states.pop(ref, None)

@@ -1,0 +1,90 @@
+"""What both services share: the hub's configuration, the hub REST API, per-user spawners.
+
+The services read the hub's own configuration file (``--hub-config``), so names, chart,
+values, mode and stop action are exactly the spawner's; cluster operations are the spawner's
+``ops`` (``VClusterOps``), never re-implemented here.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from urllib.parse import quote
+
+import aiohttp
+from traitlets.config import Config, PyFileConfigLoader
+
+from ..vcluster import Ref
+
+
+def load_hub_config(path: str | None) -> Config:
+    """The hub's configuration (the file and the snippets it loads), or an empty one."""
+    if not path:
+        return Config()
+    loader = PyFileConfigLoader(os.path.basename(path), os.path.dirname(os.path.abspath(path)))
+    return loader.load_config()
+
+
+def spawner_for(config: Config, username: str):
+    """A VClusterSpawner for ``username`` that is never started: its traits, names and ``ops``.
+    Call it on the event loop (KubeSpawner's constructor needs one)."""
+    from ..spawner import VClusterSpawner
+
+    user = SimpleNamespace(name=username, id=0, url=f"/user/{username}/", spawners={})
+    return VClusterSpawner(config=config, user=user, _mock=True)
+
+
+def saved_ref(user: dict) -> Ref | None:
+    """The user's vCluster as saved in a server's spawner state (the hub API shows it with
+    ``admin:server_state``); it wins over the name templates, which may have changed since."""
+    for server in (user.get("servers") or {}).values():
+        saved = (server.get("state") or {}).get("vcluster")
+        if saved:
+            return Ref(saved["namespace"], saved["name"])
+    return None
+
+
+def active_servers(user: dict) -> dict[str, dict]:
+    """Servers that run or are starting/stopping (the hub's own notion of active)."""
+    return {name: s for name, s in (user.get("servers") or {}).items() if s.get("ready") or s.get("pending")}
+
+
+class HubAPI:
+    """The hub REST API with this service's token (``JUPYTERHUB_API_TOKEN``/``_URL``, which the
+    hub sets for the services it manages)."""
+
+    def __init__(self, url: str | None = None, token: str | None = None):
+        self.url = (url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
+        self._token = token or os.environ["JUPYTERHUB_API_TOKEN"]
+        self._http: aiohttp.ClientSession | None = None
+
+    async def request(self, method: str, path: str, **kwargs):
+        if self._http is None:
+            self._http = aiohttp.ClientSession(headers={"Authorization": f"token {self._token}"},
+                                               timeout=aiohttp.ClientTimeout(total=60))
+        async with self._http.request(method, self.url + path, **kwargs) as r:
+            if r.status == 404:
+                return None
+            r.raise_for_status()
+            return await r.json() if r.content_type == "application/json" else None
+
+    async def users(self) -> list[dict]:
+        """Every user with every server, stopped ones included (paginated)."""
+        users, offset = [], 0
+        while True:
+            page = await self.request("GET", f"/users?include_stopped_servers=1&offset={offset}&limit=200",
+                                      headers={"Accept": "application/jupyterhub-pagination+json"})
+            items = page["items"] if isinstance(page, dict) else page
+            users += items
+            nxt = page.get("_pagination", {}).get("next") if isinstance(page, dict) else None
+            if not nxt:
+                return users
+            offset = nxt["offset"]
+
+    async def user(self, name: str) -> dict | None:
+        return await self.request("GET", f"/users/{quote(name, safe='')}?include_stopped_servers=1")
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -1,0 +1,95 @@
+"""What the status page shows about one vCluster, read from the host cluster.
+
+State (running, asleep, provisioning, absent, error) and since when, age, and the resource
+requests of everything running in the user's namespace (control plane and synced pods).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from kubernetes_asyncio.client.rest import ApiException
+
+from ..vcluster import Ref, State, VClusterOps, read_or_none
+
+_SUFFIXES = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_WAITING_ERRORS = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                   "CreateContainerConfigError", "CreateContainerError"}
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity ("250m", "1Gi", "2") as a number."""
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(text))
+    if not match or match.group(2) not in _SUFFIXES:
+        raise ValueError(f"not a quantity: {text!r}")
+    return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+
+
+@dataclass
+class VClusterView:
+    ref: Ref
+    state: str                         # running, asleep, provisioning, absent, error
+    since: datetime.datetime | None = None
+    created: datetime.datetime | None = None
+    detail: str = ""                   # why "error", say
+    cpu_requests: Decimal = Decimal(0)        # cores
+    memory_requests: Decimal = Decimal(0)     # bytes
+    pods: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _parse(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
+    """The vCluster as the status page shows it; never raises for what it finds (an API error
+    becomes state "error")."""
+    try:
+        status = await ops.status(ref)
+    except ApiException as e:
+        return VClusterView(ref, "error", detail=f"host API: {e.status} {e.reason}")
+    if status.state == State.ABSENT:
+        return VClusterView(ref, "absent")
+    sts = await ops.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
+    view = VClusterView(ref, {State.RUNNING: "running", State.ASLEEP: "asleep",
+                              State.STARTING: "provisioning"}[status.state],
+                        created=sts.metadata.creation_timestamp)
+    if status.state == State.ASLEEP:
+        view.since = _parse(status.since)
+    pods = (await ops.core.list_namespaced_pod(ref.namespace)).items
+    control_plane = next((p for p in pods if p.metadata.name == f"{ref.name}-0"), None)
+    if control_plane is not None:
+        for c in control_plane.status.container_statuses or []:
+            waiting = c.state.waiting if c.state else None
+            if waiting and waiting.reason in _WAITING_ERRORS:
+                view.state, view.detail = "error", f"control plane: {waiting.reason} {waiting.message or ''}".strip()
+        if control_plane.status.phase == "Failed":
+            view.state, view.detail = "error", f"control plane failed: {control_plane.status.message or ''}".strip()
+        if status.state == State.RUNNING:
+            ready = next((c for c in control_plane.status.conditions or [] if c.type == "Ready"), None)
+            view.since = ready.last_transition_time if ready else None
+    if status.state == State.STARTING and view.since is None:
+        view.since = control_plane.metadata.creation_timestamp if control_plane else sts.metadata.creation_timestamp
+    for pod in pods:
+        if pod.metadata.deletion_timestamp or pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        view.pods += 1
+        for c in pod.spec.containers:
+            requests = (c.resources.requests if c.resources else None) or {}
+            view.cpu_requests += quantity(requests.get("cpu", "0"))
+            view.memory_requests += quantity(requests.get("memory", "0"))
+    return view
+
+
+async def read_kubeconfig(ops: VClusterOps, ref: Ref, secret_name: str, key: str) -> bytes | None:
+    """The user's external kubeconfig from a host Secret, or None when there is none (yet)."""
+
+    secret = await read_or_none(ops.core.read_namespaced_secret, secret_name, ref.namespace)
+    data = (secret.data or {}) if secret else {}
+    return base64.b64decode(data[key]) if key in data else None

@@ -1,0 +1,218 @@
+"""Lifecycle service: the vCluster policy the idle culler cannot apply (a hub-managed service).
+
+The culler stops idle *servers*; the spawner then applies its stop action. This service looks at
+the *vClusters* every ``interval`` seconds and:
+
+- applies the stop action (sleep, or delete in dynamic mode) to a vCluster that runs with no
+  active server for longer than the grace period: a stop action lost with a hub restart, a
+  vCluster woken by hand, a drift of any kind;
+- deletes vClusters asleep for longer than ``delete_asleep_after`` (dynamic mode, or static
+  mode when ``delete_asleep_in_static_mode`` opts in);
+- never touches home storage: it deletes no namespace and no PersistentVolume; deleting a
+  vCluster is ``VClusterOps.delete`` (the release and its own control-plane data volume);
+- logs every decision (one line per vCluster whenever its decision changes, every action).
+
+Run by the hub (see jupyterhub_config.d/40-lifecycle-service.py)::
+
+    python -m vcluster_spawner.services.lifecycle --hub-config=/etc/jupyterhub/jupyterhub_config.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import re
+import signal
+import sys
+
+from traitlets import Bool, Float, Unicode, default
+from traitlets.config import Application
+
+from ..vcluster import Ref, State, read_or_none
+from .common import HubAPI, active_servers, load_hub_config, saved_ref, spawner_for
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    """The hub's and vCluster's UTC timestamps (``…Z``) as aware datetimes."""
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class LifecycleService(Application):
+    name = "vcluster-lifecycle"
+    description = __doc__
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO   # every decision and action is logged at INFO
+
+    hub_config = Unicode(
+        "", config=True,
+        help="""The hub's jupyterhub_config.py: the spawner settings (mode, stop action, grace period,
+        name templates, chart, values) are read from it. Default: "" (spawner defaults).""")
+    interval = Float(
+        60.0, config=True, help="Seconds between two passes over all vClusters. Default: 60.")
+    grace_period = Float(
+        None, allow_none=True, config=True,
+        help="""Seconds a vCluster may run with no active server before the stop action is applied.
+        Default: None, the spawner's ``sleep_grace_period`` plus ``interval`` (the spawner acts
+        first; this service only repairs what it missed).""")
+    delete_asleep_after = Float(
+        7 * 24 * 3600.0, config=True,
+        help="""Seconds a vCluster may stay asleep before it is deleted (its home storage stays).
+        0 disables deletion. Default: 604800 (7 days).""")
+    delete_asleep_in_static_mode = Bool(
+        False, config=True,
+        help="""Also delete long-asleep vClusters in static mode, where an operator provisioned them.
+        Default: False.""")
+    dry_run = Bool(False, config=True, help="Log decisions without acting on them. Default: False.")
+
+    aliases = {
+        "hub-config": "LifecycleService.hub_config",
+        "interval": "LifecycleService.interval",
+        "grace-period": "LifecycleService.grace_period",
+        "delete-asleep-after": "LifecycleService.delete_asleep_after",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "dry-run": ({"LifecycleService": {"dry_run": True}}, "log decisions, act on none"),
+        "delete-asleep-in-static-mode": ({"LifecycleService": {"delete_asleep_in_static_mode": True}},
+                                         "delete long-asleep vClusters in static mode too"),
+    }
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.spawner_config = load_hub_config(self.hub_config)
+        self.hub = HubAPI()
+        self._last_decision: dict[Ref, str] = {}
+        self._spawners: dict[str, object] = {}
+
+    async def _spawner(self, username: str):
+        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
+        constructor needs the running loop and reads the kube config synchronously (a short
+        file read, done once per user and process)."""
+        if username not in self._spawners:
+            self._spawners[username] = spawner_for(self.spawner_config, username)
+        return self._spawners[username]
+
+    def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
+        """(action, reason) for one user's vCluster; action is keep, sleep or delete.
+        ``started``: when its control plane pod was created (None: no pod)."""
+        if active_servers(user):
+            return "keep", f"{len(active_servers(user))} server(s) active"
+        dynamic = spawner.vcluster_mode == "dynamic"
+        if status.state in (State.RUNNING, State.STARTING):
+            if started is None:
+                return "keep", f"{status.state.value}, control plane not created yet"
+            grace = self.grace_period if self.grace_period is not None else spawner.sleep_grace_period + self.interval
+            # idle since the later of the user's last activity and the control plane's start, so
+            # that a vCluster being provisioned or woken (by the CLI, say) is not put back to sleep
+            last = max(filter(None, [started, parse_time(user.get("last_activity"))]
+                              + [parse_time(s.get("last_activity")) for s in (user.get("servers") or {}).values()]))
+            idle = (now() - last).total_seconds()
+            if idle < grace:
+                return "keep", f"{status.state.value}, no server, within the grace period ({idle:.0f}/{grace:.0f} s)"
+            action = spawner.effective_stop_action
+            if action == "delete" and not dynamic:
+                action = "sleep"   # static vClusters are the operator's: never deleted on stop
+            if action == "none":
+                return "keep", f"{status.state.value} with no server; stop_action is none"
+            return action, f"{status.state.value} with no active server for {idle:.0f} s (grace {grace:.0f} s)"
+        if status.state == State.ASLEEP:
+            since = parse_time(status.since)
+            asleep = (now() - since).total_seconds() if since else None
+            if not self.delete_asleep_after or asleep is None:
+                return "keep", "asleep"
+            if not (dynamic or self.delete_asleep_in_static_mode):
+                return "keep", "asleep (static mode: deletion not opted in)"
+            if asleep > self.delete_asleep_after:
+                return "delete", f"asleep for {asleep:.0f} s > {self.delete_asleep_after:.0f} s"
+            return "keep", f"asleep for {asleep:.0f}/{self.delete_asleep_after:.0f} s"
+        return "keep", status.state.value
+
+    def _log_decision(self, username: str, ref: Ref, action: str, reason: str) -> None:
+        """Actions always; a keep when it differs from the last one for this vCluster other than
+        by its numbers (not one line a second for a vCluster counting its asleep time)."""
+        key = re.sub(r"[0-9]+", "#", f"{action}: {reason}")
+        if action != "keep" or self._last_decision.get(ref) != key:
+            self.log.info("decision user=%s vcluster=%s %s: %s", username, ref, action, reason)
+        self._last_decision[ref] = key
+
+    async def reconcile_user(self, user: dict) -> str:
+        spawner = await self._spawner(user["name"])
+        ref = saved_ref(user) or spawner.vcluster
+        try:
+            ops = spawner.ops
+            status = await ops.status(ref)
+            pod = await read_or_none(ops.core.read_namespaced_pod, f"{ref.name}-0", ref.namespace)
+            action, reason = self._decide(user, spawner, status, pod.metadata.creation_timestamp if pod else None)
+            if action != "keep":
+                # the hub may have started a server since the listing: look again right before acting
+                fresh = await self.hub.user(user["name"])
+                if fresh is None or active_servers(fresh):
+                    action, reason = "keep", "a server became active"
+            self._log_decision(user["name"], ref, action, reason)
+            if action == "keep" or self.dry_run:
+                return action
+            if action == "sleep":
+                await ops.sleep(ref)
+            elif action == "delete":
+                await ops.delete(ref)
+            self.log.info("done user=%s vcluster=%s %s", user["name"], ref, action)
+            return action
+        finally:
+            await spawner._close_virtual()
+
+    async def reconcile(self) -> None:
+        """One pass over every hub user's vCluster; one user's failure does not stop the pass."""
+        users = await self.hub.users()
+        for user in users:
+            try:
+                await self.reconcile_user(user)
+            except Exception as e:
+                self.log.error("decision user=%s failed: %s", user["name"], e)
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        self.log.info("lifecycle service: every %.0f s, delete asleep after %.0f s%s", self.interval,
+                      self.delete_asleep_after, " (dry run)" if self.dry_run else "")
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                # a pass may be long (a sleep waits for the control plane to stop): the hub stops
+                # its services with SIGINT and a short timeout, so a pass is cancelled, not awaited
+                one_pass = asyncio.ensure_future(self.reconcile())
+                await asyncio.wait({one_pass, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not one_pass.done():
+                    one_pass.cancel()
+                    self.log.warning("stopping in the middle of a pass; the next start repeats it")
+                    break
+                if one_pass.exception():   # the hub restarting, say: try again next pass
+                    self.log.error("pass failed: %s", one_pass.exception())
+                await asyncio.wait({stopping}, timeout=self.interval)
+        finally:
+            stopping.cancel()
+            await self.hub.close()
+
+    def start(self):
+        asyncio.run(self.run())
+
+
+def main(argv=None) -> int:
+    app = LifecycleService()
+    app.initialize(argv)
+    app.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

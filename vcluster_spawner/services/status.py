@@ -1,0 +1,240 @@
+"""Status page: every user's vCluster at a glance (a hub-managed service with hub OAuth).
+
+A user sees their own vCluster, an admin everyone's: state (running, asleep, provisioning,
+absent, error) and since when, servers, resource requests, age, and a download of the user's
+external kubeconfig (host Secret ``kubeconfig_secret_template``; "not available" when it does
+not exist). Admins can sleep, wake and delete a vCluster, each after a confirmation page;
+sleep and delete are refused while the user has an active server (stop it in the admin panel:
+the spawner then applies its own stop action).
+
+Run by the hub (see jupyterhub_config.d/50-status-service.py)::
+
+    python -m vcluster_spawner.services.status --hub-config=/etc/jupyterhub/jupyterhub_config.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from urllib.parse import quote, urlparse
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Integer, Unicode, default
+from traitlets.config import Application
+
+from . import pages
+from .common import HubAPI, active_servers, load_hub_config, saved_ref, spawner_for
+from .inspect import inspect, read_kubeconfig
+
+ACTIONS = ("sleep", "wake", "delete")
+
+
+class StatusService(Application):
+    name = "vcluster-status"
+    description = __doc__
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO   # every decision and action is logged at INFO
+
+    hub_config = Unicode(
+        "", config=True,
+        help="The hub's jupyterhub_config.py (spawner settings: names, mode, chart). Default: \"\".")
+    kubeconfig_secret_template = Unicode(
+        "vc-{name}-external", config=True,
+        help="""Host Secret, in the user's vCluster namespace, holding the kubeconfig users download
+        (for the vCluster's external address). Fields: {name}, {namespace} of the vCluster,
+        {username}. Default: "vc-{name}-external" (vCluster's ``exportKubeConfig.additionalSecrets``
+        as the spawner configures it).""")
+    kubeconfig_secret_key = Unicode(
+        "config", config=True, help="Key of the kubeconfig in that Secret. Default: \"config\".")
+    admin_actions = Bool(True, config=True, help="Offer admins sleep, wake and delete. Default: True.")
+    concurrency = Integer(
+        8, config=True, help="At most this many vClusters are inspected at once for one page. Default: 8.")
+
+    aliases = {"hub-config": "StatusService.hub_config", "log-level": "Application.log_level"}
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.spawner_config = load_hub_config(self.hub_config)
+        self.hub = HubAPI()
+        self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/vcluster-status/")
+        self.hub_home = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/home"
+        self._spawners: dict = {}
+
+    async def spawner(self, username: str):
+        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
+        constructor needs the running loop and reads the kube config synchronously (a short
+        file read, done once per user and process)."""
+        if username not in self._spawners:
+            self._spawners[username] = spawner_for(self.spawner_config, username)
+        return self._spawners[username]
+
+    async def lookup(self, user: dict):
+        """(spawner, vCluster ref) for a hub user model."""
+        spawner = await self.spawner(user["name"])
+        return spawner, saved_ref(user) or spawner.vcluster
+
+    def kubeconfig_secret(self, username: str, ref) -> str:
+        return self.kubeconfig_secret_template.format(name=ref.name, namespace=ref.namespace, username=username)
+
+    def make_app(self) -> web.Application:
+        p = self.prefix
+        return web.Application([
+            (p, IndexHandler),
+            (p + "oauth_callback", HubOAuthCallbackHandler),
+            (p + r"users/([^/]+)/kubeconfig", KubeconfigHandler),
+            (p + r"users/([^/]+)/(sleep|wake|delete)", ActionHandler),
+        ], service=self, cookie_secret=secrets.token_bytes(32), xsrf_cookies=True,
+            login_url=p + "oauth_callback")   # unused: HubOAuth redirects to the hub's login
+
+    async def run(self) -> None:
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
+        server = HTTPServer(self.make_app(), xheaders=True)
+        server.listen(url.port, url.hostname)
+        self.log.info("status page on %s%s", url.geturl(), self.prefix)
+        try:
+            await asyncio.Event().wait()   # until the hub stops the service (SIGTERM)
+        finally:
+            server.stop()
+            await self.hub.close()
+
+    def start(self):
+        asyncio.run(self.run())
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def service(self) -> StatusService:
+        return self.settings["service"]
+
+    async def prepare(self):
+        # authenticate asynchronously here: HubAuthenticated.get_current_user would otherwise
+        # make a blocking request to the hub on the event loop
+        model = await self.hub_auth.get_user(self, sync=False)
+        try:
+            self._hub_auth_user_cache = self.check_hub_user(model) if model else None
+        except UserNotAllowed:
+            raise web.HTTPError(403, "not allowed") from None
+        if self._hub_auth_user_cache is None:
+            # not logged in: start the OAuth dance (HubOAuth redirects to the hub's login)
+            self.redirect(self.get_login_url())
+            return
+        self.username = self._hub_auth_user_cache["name"]
+        me = await self.service.hub.user(self.username)
+        self.is_admin = bool(me and me.get("admin"))
+
+    async def target(self, username: str) -> dict:
+        """The hub model of ``username``, if the current user may see it (self, or an admin)."""
+        if username != self.username and not self.is_admin:
+            raise web.HTTPError(403, "you can see your own virtual cluster only")
+        user = await self.service.hub.user(username)
+        if user is None:
+            raise web.HTTPError(404, "no such user")
+        return user
+
+    def render_page(self, title: str, body: str, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(pages.page(title, body, self.username, self.service.hub_home))
+
+    def write_error(self, status_code, **kwargs):
+        reason = self._reason
+        if "exc_info" in kwargs and isinstance(kwargs["exc_info"][1], web.HTTPError):
+            reason = kwargs["exc_info"][1].log_message or reason
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(pages.page(f"{status_code}", f"<div class='flash err'>{pages.escape(reason)}</div>",
+                               getattr(self, "username", ""), self.service.hub_home))
+
+
+class IndexHandler(BaseHandler):
+    async def get(self):
+        service = self.service
+        users = await service.hub.users() if self.is_admin else [await self.target(self.username)]
+        limit = asyncio.Semaphore(service.concurrency)
+
+        async def one(user):
+            async with limit:
+                spawner, ref = await service.lookup(user)
+                view = await inspect(spawner.ops, ref)
+                config = await read_kubeconfig(spawner.ops, ref, service.kubeconfig_secret(user["name"], ref),
+                                               service.kubeconfig_secret_key)
+                return pages.row(user["name"], view, user.get("servers") or {}, service.prefix,
+                                 self.is_admin and service.admin_actions, config is not None)
+        rows = await asyncio.gather(*(one(u) for u in sorted(users, key=lambda u: u["name"])))
+        flash = self.get_argument("message", "")
+        title = "Virtual clusters" if self.is_admin else "Your virtual cluster"
+        self.render_page(title, pages.table(rows, self.is_admin and service.admin_actions, flash,
+                                            error=self.get_argument("error", "") == "1"))
+
+
+class KubeconfigHandler(BaseHandler):
+    async def get(self, username):
+        user = await self.target(username)
+        spawner, ref = await self.service.lookup(user)
+        config = await read_kubeconfig(spawner.ops, ref, self.service.kubeconfig_secret(username, ref),
+                                       self.service.kubeconfig_secret_key)
+        if config is None:
+            self.render_page("Kubeconfig", "<div class='flash err'>The kubeconfig of this virtual cluster is "
+                             "not available (the virtual cluster is absent, or exports none).</div>", 404)
+            return
+        self.set_header("Content-Type", "application/yaml")
+        self.set_header("Content-Disposition", f'attachment; filename="kubeconfig-{quote(username, safe="")}.yaml"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(config)
+
+
+class ActionHandler(BaseHandler):
+    async def _prepare_action(self, username):
+        if not (self.is_admin and self.service.admin_actions):
+            raise web.HTTPError(403, "only admins may change virtual clusters")
+        user = await self.target(username)
+        spawner, ref = await self.service.lookup(user)
+        return user, spawner, ref
+
+    async def get(self, username, action):
+        user, spawner, ref = await self._prepare_action(username)
+        view = await inspect(spawner.ops, ref)
+        self.render_page("Confirm", pages.confirm(username, action, view, self.service.prefix,
+                                                  self.xsrf_token.decode()))
+
+    async def post(self, username, action):
+        user, spawner, ref = await self._prepare_action(username)
+        log = self.service.log
+        if action in ("sleep", "delete") and active_servers(user):
+            self._back(f"{username} has active servers: stop them in the admin panel first", error=True)
+            return
+        log.info("admin %s: %s vCluster %s of %s", self.username, action, ref, username)
+        try:
+            if action == "sleep":
+                await spawner.ops.sleep(ref)
+            elif action == "wake":
+                await spawner.ops.wake(ref)
+            else:
+                await spawner.ops.delete(ref)
+        except Exception as e:
+            log.error("admin %s: %s of %s failed: %s", self.username, action, ref, e)
+            self._back(f"{action} of {ref} failed: {e}", error=True)
+            return
+        finally:
+            await spawner._close_virtual()
+        self._back(f"{action}: done for {ref}")
+
+    def _back(self, message: str, error: bool = False) -> None:
+        self.redirect(f"{self.service.prefix}?message={quote(message)}" + ("&error=1" if error else ""))
+
+
+def main(argv=None) -> int:
+    app = StatusService()
+    app.initialize(argv)
+    app.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
