@@ -99,6 +99,7 @@ manifests; {namespace}, {vcluster}, {username}, {external_host} are filled in pe
       "vcluster_chart" $s.vclusterChart "vcluster_chart_repo" $s.vclusterChartRepo
       "vcluster_chart_version" $s.vclusterChartVersion
       "user_namespace_objects" (include "vcs.namespaceObjects" . | fromJsonArray) -}}
+{{- $_ := set $traits "hub_connect_url" $s.hubConnectUrl -}}
 {{- if $s.stopAction }}{{ $_ := set $traits "stop_action" $s.stopAction }}{{ end -}}
 {{- toPrettyJson $traits -}}
 {{- end -}}

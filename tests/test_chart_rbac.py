@@ -1,0 +1,270 @@
+"""The chart installed into the local API server (RBAC on), and the spawner run end to end
+with the chart's hub ServiceAccount identity (a TokenRequest token, as in the hub pod): start,
+sleep, helm upgrade of the vCluster chart with wake, dynamic delete (CLI) and re-creation with
+the home volume repaired, credentials, user removal and `delete-home`. Least privilege: each
+rule of the chart's ClusterRole removed in turn (the live object patched) makes a step fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_asyncio import client
+
+from localcluster.processes import wait_for
+from vcluster_spawner.home import HOME_NAMESPACE_LABEL
+from vcluster_spawner.translate import host_name
+
+from .chart_support import (CHART, rule_permissions, run_helm, service_account_kubeconfig, values_file,
+                            wait_authorized, write_chart_config)
+from .hub import Hub
+from .vclusters import CHART as VCLUSTER_CHART
+
+pytestmark = [pytest.mark.chart, pytest.mark.hub]
+
+RELEASE = "vcs"
+CHART_VALUES = {
+    "hub": {"serviceAccount": {"create": True}},
+    "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(VCLUSTER_CHART),
+                "externalApiHostTemplate": "{username}.vc.example.org"},
+    "routes": {"kind": "ingress-nginx", "controller": {"namespace": "ingress-nginx"}},
+}
+POLICIES = {"policies": {"resourceQuota": {"enabled": True}, "limitRange": {"enabled": True}}}
+
+
+class Setup:
+    def __init__(self, cluster, kube, workdir: Path):
+        self.cluster, self.kube, self.workdir = cluster, kube, workdir
+        self.namespace = f"jhub-{uuid.uuid4().hex[:6]}"
+        self.user = f"system:serviceaccount:{self.namespace}:hub"
+        self.rbac = client.RbacAuthorizationV1Api(kube)
+        self.core = client.CoreV1Api(kube)
+        self.hub: Hub | None = None
+        self.rules: list[dict] = []
+
+    async def install(self) -> None:
+        await self.core.create_namespace({"metadata": {"name": self.namespace}})
+        run_helm("install", RELEASE, str(CHART), "--namespace", self.namespace, "--wait",
+                 "--values", str(values_file(CHART_VALUES, self.workdir)), home=self.workdir / "helm-admin",
+                 kubeconfig=self.cluster.admin_kubeconfig)
+        self.kubeconfig = await service_account_kubeconfig(self.kube, self.cluster, self.namespace, "hub",
+                                                           self.workdir / "hub.kubeconfig")
+        self.rules = (await self.rbac.read_cluster_role(f"{RELEASE}-hub")).rules
+        self.rules = [self.rbac.api_client.sanitize_for_serialization(r) for r in self.rules]
+        # a vCluster chart one version newer: `helm upgrade` then patches every object (labels)
+        self.bumped = self.workdir / "vcluster-0.36.2"
+        shutil.copytree(VCLUSTER_CHART, self.bumped)
+        chart = yaml.safe_load((self.bumped / "Chart.yaml").read_text())
+        (self.bumped / "Chart.yaml").write_text(yaml.safe_dump({**chart, "version": "0.36.2"}))
+        # S3 credentials are copied from a host Secret the operator keeps in another namespace
+        self.store = f"s3-{uuid.uuid4().hex[:6]}"
+        await self.core.create_namespace({"metadata": {"name": self.store}})
+
+    async def hub_config(self) -> str:
+        load = await write_chart_config(self.kube, RELEASE, self.namespace, self.workdir / "chart-config")
+        return load + f'''
+c.VClusterSpawner.s3_credentials_secret_template = "{self.store}/s3-{{username}}"
+c.VClusterSpawner.profile_list = [
+    {{"display_name": "Default", "slug": "default", "default": True}},
+    {{"display_name": "Upgraded", "slug": "upgraded", "kubespawner_override": {{
+        "vcluster_chart": {str(self.bumped)!r}, "vcluster_values": {POLICIES!r}}}}},
+]
+'''
+
+    async def start_hub(self) -> Hub:
+        if self.hub is None:
+            self.hub = Hub(self.workdir / "hub", self.cluster, await self.hub_config(), kubeconfig=self.kubeconfig)
+        elif self.hub.proc.poll() is None:
+            return self.hub
+        else:
+            self.hub = Hub(self.hub.workdir, self.cluster, self.hub.spawner_config, restart_of=self.hub)
+        return await self.hub.start()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HELM_CACHE_HOME": str(self.workdir / "cli-helm"),
+               "HELM_CONFIG_HOME": str(self.workdir / "cli-helm"), "HELM_DATA_HOME": str(self.workdir / "cli-helm")}
+        return subprocess.run([sys.executable, "-m", "vcluster_spawner", "-f",
+                               str(self.hub.workdir / "jupyterhub_config.py"), *args],
+                              env=env, cwd=self.hub.workdir, capture_output=True, text=True)
+
+    async def set_rules(self, rules: list[dict]) -> None:
+        await self.rbac.patch_cluster_role(f"{RELEASE}-hub", [{"op": "replace", "path": "/rules", "value": rules}])
+
+    async def cleanup_user(self, user: str) -> None:
+        """Admin removes whatever a (failed) lifecycle left: namespace and home volume."""
+        ns = f"vc-{user}"
+        try:
+            await self.core.delete_namespace(ns)
+        except client.ApiException as e:
+            assert e.status == 404, e
+        for pv in (await self.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}={ns}")).items:
+            await self.core.patch_persistent_volume(pv.metadata.name, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}})
+            await self.core.delete_persistent_volume(pv.metadata.name)
+
+
+@pytest.fixture(scope="module")
+async def setup(cluster, kube, tmp_path_factory):
+    s = Setup(cluster, kube, tmp_path_factory.mktemp("chart-rbac"))
+    await s.install()
+    await s.start_hub()
+    yield s
+    if s.hub:
+        await s.hub.stop()
+    for ns in (s.store, s.namespace):
+        try:
+            await s.core.delete_namespace(ns)
+        except client.ApiException:
+            pass
+    for name in (f"{RELEASE}-hub",):
+        for delete in (s.rbac.delete_cluster_role_binding, s.rbac.delete_cluster_role):
+            try:
+                await delete(name)
+            except client.ApiException:
+                pass
+
+
+# ---- the lifecycle, step by step; each step checks its outcome on the host as admin ----------
+
+class StepFailed(AssertionError):
+    pass
+
+
+async def _eventually(check, timeout: float, what: str):
+    try:
+        return await wait_for(check, timeout=timeout, what=what)
+    except Exception as e:
+        raise StepFailed(f"{what}: {e}") from None
+
+
+async def _start(s: Setup, user: str, profile: str) -> None:
+    events = await s.hub.start_server(user, options={"profile": profile}, timeout=240)
+    if not events or not events[-1].get("ready"):
+        raise StepFailed(f"start of {user} failed: {events[-1:] if events else events}")
+    status, body = await s.hub.request("GET", f"{s.hub.url}/user/{user}/api/status")
+    if status != 200:
+        raise StepFailed(f"notebook of {user} not reachable through the proxy: {status} {body}")
+
+
+async def _statefulset(s: Setup, user: str):
+    try:
+        return await client.AppsV1Api(s.kube).read_namespaced_stateful_set(f"vc-{user}", f"vc-{user}")
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+async def _home(s: Setup, user: str) -> list:
+    return (await s.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}=vc-{user}")).items
+
+
+async def step_start(s: Setup, user: str, memo: dict) -> None:
+    await s.core.create_namespaced_secret(s.store, {"metadata": {"name": f"s3-{user}"},
+                                                    "stringData": {"S3_BUCKET": f"bucket-{user}"}})
+    await _start(s, user, "default")
+    ns = f"vc-{user}"
+    policies = await client.NetworkingV1Api(s.kube).list_namespaced_network_policy(ns)
+    assert len(policies.items) == 4, [p.metadata.name for p in policies.items]
+    ingress = await client.NetworkingV1Api(s.kube).read_namespaced_ingress("vcluster-api", ns)
+    assert ingress.spec.rules[0].host == f"{user}.vc.example.org"
+    homes = await _home(s, user)
+    assert len(homes) == 1 and homes[0].spec.persistent_volume_reclaim_policy == "Retain"
+    memo["home"] = homes[0].metadata.name
+    for secret in ("jupyter-kubeconfig", "jupyter-s3", f"vc-vc-{user}-external"):
+        await s.core.read_namespaced_secret(secret, ns)
+
+
+async def step_sleep(s: Setup, user: str, memo: dict) -> None:
+    await s.hub.stop_server(user)
+
+    async def asleep():
+        sts = await _statefulset(s, user)
+        pods = await s.core.list_namespaced_pod(f"vc-{user}", label_selector=f"vcluster.loft.sh/managed-by=vc-{user}")
+        return (sts and (sts.metadata.annotations or {}).get("loft.sh/paused") == "true"
+                and not sts.status.replicas and not pods.items)
+    await _eventually(asleep, 60, "the vCluster asleep with its synced pods deleted")
+
+
+async def step_upgrade_and_wake(s: Setup, user: str, memo: dict) -> None:
+    await _start(s, user, "upgraded")
+    sts = await _statefulset(s, user)
+    assert sts.metadata.labels["chart"] == "vcluster-0.36.2", sts.metadata.labels
+    await s.core.read_namespaced_resource_quota(f"vc-vc-{user}", f"vc-{user}")
+    await s.core.read_namespaced_limit_range(f"vc-vc-{user}", f"vc-{user}")
+
+
+async def step_delete_and_recreate(s: Setup, user: str, memo: dict) -> None:
+    await s.hub.stop_server(user)
+    done = s.cli("delete", user)
+    if done.returncode != 0:
+        raise StepFailed(f"vcluster_spawner delete: {done.stdout} {done.stderr}")
+    if await _statefulset(s, user) is not None:
+        raise StepFailed("the vCluster is still there after delete")
+    await _start(s, user, "upgraded")
+    assert [pv.metadata.name for pv in await _home(s, user)] == [memo["home"]]
+
+
+async def step_remove_user(s: Setup, user: str, memo: dict) -> None:
+    await s.hub.stop_server(user)
+    status, body = await s.hub.api("DELETE", f"/users/{user}")
+    if status != 204:
+        raise StepFailed(f"user removal answered {status} {body}")
+
+    async def namespace_gone():
+        try:
+            await s.core.read_namespace(f"vc-{user}")
+            return False
+        except client.ApiException as e:
+            return e.status == 404
+    await _eventually(namespace_gone, 120, f"namespace vc-{user} deleted")
+    assert [pv.metadata.name for pv in await _home(s, user)] == [memo["home"]]
+
+
+async def step_delete_home(s: Setup, user: str, memo: dict) -> None:
+    done = s.cli("delete-home", user, "--yes-delete-data")
+    if done.returncode != 0 or "released for deletion" not in done.stdout:
+        raise StepFailed(f"delete-home: {done.stdout} {done.stderr}")
+
+    async def deleted():
+        return not await _home(s, user)
+    await _eventually(deleted, 60, "the home volume deleted by its provisioner")
+
+
+STEPS = [step_start, step_sleep, step_upgrade_and_wake, step_delete_and_recreate, step_remove_user, step_delete_home]
+
+
+async def lifecycle(s: Setup, user: str) -> tuple[str | None, str]:
+    """Runs the steps until one fails: (failed step or None, message)."""
+    await s.start_hub()
+    await s.hub.add_user(user)
+    memo: dict = {}
+    for step in STEPS:
+        try:
+            await step(s, user, memo)
+        except (StepFailed, AssertionError, client.ApiException) as e:
+            return step.__name__, str(e)[:300]
+    return None, ""
+
+
+# ---- tests -------------------------------------------------------------------------------------
+
+async def test_the_spawner_runs_every_lifecycle_as_the_charts_service_account(setup):
+    s = setup
+    # the hub is not an admin: it cannot read anything outside its rules
+    from .chart_support import allowed
+    assert not await allowed(s.kube, s.user, "create", "deployments", "apps", "kube-system")
+    assert not await allowed(s.kube, s.user, "escalate", "clusterroles", "rbac.authorization.k8s.io")
+    started = time.monotonic()
+    failed, message = await lifecycle(s, "amy")
+    assert failed is None, (failed, message, s.hub.log_tail(40))
+    print(f"full lifecycle as the chart's ServiceAccount: {time.monotonic() - started:.0f} s")
