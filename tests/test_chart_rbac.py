@@ -177,11 +177,48 @@ async def step_start(s: Setup, user: str, memo: dict) -> None:
     assert len(policies.items) == 4, [p.metadata.name for p in policies.items]
     ingress = await client.NetworkingV1Api(s.kube).read_namespaced_ingress("vcluster-api", ns)
     assert ingress.spec.rules[0].host == f"{user}.vc.example.org"
+    await check_selectors(s, user, policies.items, ingress)
     homes = await _home(s, user)
     assert len(homes) == 1 and homes[0].spec.persistent_volume_reclaim_policy == "Retain"
     memo["home"] = homes[0].metadata.name
     for secret in ("jupyter-kubeconfig", "jupyter-s3", f"vc-vc-{user}-external"):
         await s.core.read_namespaced_secret(secret, ns)
+
+
+def _selected(selector, labels: dict) -> bool:
+    wanted = (selector.match_labels or {}) if selector else {}
+    assert not (selector and selector.match_expressions), "only matchLabels are checked here"
+    return wanted.items() <= (labels or {}).items()
+
+
+async def check_selectors(s: Setup, user: str, policies, ingress) -> None:
+    """The chart's policies select the real objects: the host notebook pod, the control plane
+    pod, the hub's namespace by its real label; the route points at the real API Service."""
+    ns, name = f"vc-{user}", f"vc-{user}"
+    by_name = {p.metadata.name: p.spec for p in policies}
+    notebook = await s.core.read_namespaced_pod(host_name(f"jupyter-{user}", "default", name), ns)
+    control_plane = await s.core.read_namespaced_pod(f"{name}-0", ns)
+    assert _selected(by_name["vcluster-spawner-notebooks-from-hub"].pod_selector, notebook.metadata.labels)
+    assert _selected(by_name["vcluster-spawner-workload-egress"].pod_selector, notebook.metadata.labels)
+    assert not _selected(by_name["vcluster-spawner-workload-egress"].pod_selector, control_plane.metadata.labels)
+    assert _selected(by_name["vcluster-spawner-api-from-hub"].pod_selector, control_plane.metadata.labels)
+    assert not _selected(by_name["vcluster-spawner-api-from-hub"].pod_selector, notebook.metadata.labels)
+    assert by_name["vcluster-spawner-same-namespace"].pod_selector.match_labels in (None, {})
+    hub_namespace = await s.core.read_namespace(s.namespace)
+    for rule in by_name["vcluster-spawner-notebooks-from-hub"].ingress:
+        assert [p.port for p in rule.ports] == [int(notebook.spec.containers[0].ports[0].container_port)]
+        for peer in rule._from:
+            assert _selected(peer.namespace_selector, hub_namespace.metadata.labels)
+    api_rule = by_name["vcluster-spawner-api-from-hub"].ingress[0]
+    assert [p.port for p in api_rule.ports] == [control_plane.spec.containers[0].ports[0].container_port]
+    assert {p.namespace_selector.match_labels["kubernetes.io/metadata.name"] for p in api_rule._from} == {
+        s.namespace, "ingress-nginx"}
+    # the spawner's namespace labels, which operators' own selectors may use
+    labels = (await s.core.read_namespace(ns)).metadata.labels
+    assert labels["app.kubernetes.io/managed-by"] == "vcluster-spawner" and labels["hub.jupyter.org/username"] == user
+    backend = ingress.spec.rules[0].http.paths[0].backend.service
+    service = await s.core.read_namespaced_service(backend.name, ns)
+    assert backend.port.number in [p.port for p in service.spec.ports]
 
 
 async def step_sleep(s: Setup, user: str, memo: dict) -> None:
@@ -192,7 +229,7 @@ async def step_sleep(s: Setup, user: str, memo: dict) -> None:
         pods = await s.core.list_namespaced_pod(f"vc-{user}", label_selector=f"vcluster.loft.sh/managed-by=vc-{user}")
         return (sts and (sts.metadata.annotations or {}).get("loft.sh/paused") == "true"
                 and not sts.status.replicas and not pods.items)
-    await _eventually(asleep, 60, "the vCluster asleep with its synced pods deleted")
+    await _eventually(asleep, 30, "the vCluster asleep with its synced pods deleted")
 
 
 async def step_upgrade_and_wake(s: Setup, user: str, memo: dict) -> None:
@@ -220,13 +257,13 @@ async def step_remove_user(s: Setup, user: str, memo: dict) -> None:
     if status != 204:
         raise StepFailed(f"user removal answered {status} {body}")
 
-    async def namespace_gone():
+    async def namespace_deleting():
         try:
-            await s.core.read_namespace(f"vc-{user}")
-            return False
+            return (await s.core.read_namespace(f"vc-{user}")).metadata.deletion_timestamp is not None
         except client.ApiException as e:
             return e.status == 404
-    await _eventually(namespace_gone, 120, f"namespace vc-{user} deleted")
+    # deletion under way is enough (delete-home waits for the rest)
+    await _eventually(namespace_deleting, 30, f"namespace vc-{user} being deleted")
     assert [pv.metadata.name for pv in await _home(s, user)] == [memo["home"]]
 
 
@@ -268,3 +305,69 @@ async def test_the_spawner_runs_every_lifecycle_as_the_charts_service_account(se
     failed, message = await lifecycle(s, "amy")
     assert failed is None, (failed, message, s.hub.log_tail(40))
     print(f"full lifecycle as the chart's ServiceAccount: {time.monotonic() - started:.0f} s")
+
+
+def _strip(rules: list[dict], resources: set[str], verbs: set[str]) -> list[dict]:
+    out = []
+    for rule in rules:
+        if resources & set(rule["resources"]):
+            rule = {**rule, "verbs": [v for v in rule["verbs"] if v not in verbs]}
+            if not rule["verbs"]:
+                continue
+        out.append(rule)
+    return out
+
+
+HELM_ONLY = {"serviceaccounts", "resourcequotas", "limitranges", "roles", "rolebindings", "clusterroles",
+             "clusterrolebindings"}
+# verbs that only a late step uses, each group proven on its own (a whole rule's removal fails
+# already at the start)
+VERB_CASES = [
+    ("delete namespaces (user removal)", {"namespaces"}, {"delete"}),
+    ("deletecollection pods (sleep)", {"pods"}, {"deletecollection"}),
+    ("patch the objects helm upgrades (vCluster chart upgrade)", HELM_ONLY, {"patch"}),
+    ("delete the objects helm uninstalls (vcluster delete)", HELM_ONLY | {"statefulsets"}, {"delete"}),
+    ("get the objects helm installs", HELM_ONLY, {"get"}),
+    ("create namespace objects (server-side apply of a new object)", {"networkpolicies", "ingresses"}, {"create"}),
+]
+
+
+def removal_cases(rules: list[dict]) -> list[tuple[str, list[dict], list]]:
+    cases = []
+    for i, rule in enumerate(rules):
+        label = f"rule {i} {','.join(rule['resources'])}"
+        cases.append((label, rules[:i] + rules[i + 1:], list(rule_permissions(rule))))
+    for label, resources, verbs in VERB_CASES:
+        removed = [p for r in rules if resources & set(r["resources"]) for p in rule_permissions(r)
+                   if p[0] in verbs and p[1] in {x.split("/")[0] for x in resources}]
+        cases.append((label, _strip(rules, resources, verbs), removed))
+    return cases
+
+
+async def test_removing_any_rule_of_the_cluster_role_breaks_a_lifecycle_step(setup):
+    s = setup
+    results, slow = [], []
+    full = s.rules
+    only = os.environ.get("CHART_RBAC_CASES")   # a substring, to rerun some cases by hand
+    for n, (label, rules, removed) in enumerate(removal_cases(full)):
+        if only and only not in label:
+            continue
+        started = time.monotonic()
+        await s.set_rules(rules)
+        # what the removal takes away that no other rule grants: the authorizer must deny it
+        still = [p for p in removed if any(p in list(rule_permissions(r)) for r in rules)]
+        gone = [p for p in removed if p not in still]
+        assert gone, f"{label}: every permission of it is also granted by another rule (redundant)"
+        await wait_authorized(s.kube, s.user, gone, False)
+        user = f"lp{n}"
+        try:
+            failed, message = await lifecycle(s, user)
+        finally:
+            await s.set_rules(full)
+            await wait_authorized(s.kube, s.user, gone, True)
+            await s.cleanup_user(user)
+        elapsed = time.monotonic() - started
+        results.append((label, failed, elapsed, message[:160]))
+        print(f"{label}: {failed or 'NO STEP FAILED'} after {elapsed:.0f} s; {message[:160]}", flush=True)
+    unneeded = [r for r in results if r[1] is None]
+    assert not unneeded, unneeded
