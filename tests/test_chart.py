@@ -5,7 +5,9 @@ rules against what the vCluster chart grants, and the per-user namespace objects
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import shutil
 from pathlib import Path
 
 import kubernetes_validate
@@ -138,3 +140,24 @@ def test_routes_pass_tls_through_to_each_vcluster_api(tmp_path):
         api = next(o for o in namespace_objects(manifests) if o["metadata"]["name"] == "vcluster-spawner-api-from-hub")
         if MATRIX[kind]["routes"].get("controller", {}).get("namespace"):
             assert len(api["spec"]["ingress"][0]["from"]) == 2
+
+
+Z2JH_CHART = os.environ.get("Z2JH_CHART_DIR")
+
+
+@pytest.mark.skipif(not Z2JH_CHART, reason="set Z2JH_CHART_DIR to a checkout's jupyterhub/ chart directory")
+def test_the_z2jh_example_values_render_with_zero_to_jupyterhub(tmp_path):
+    """helm/examples/z2jh-values.yaml against Zero to JupyterHub's own schema and templates."""
+    import yaml
+    chart = tmp_path / "jupyterhub"
+    shutil.copytree(Z2JH_CHART, chart)
+    if not (chart / "values.schema.json").exists():   # chartpress generates it from the YAML
+        (chart / "values.schema.json").write_text(json.dumps(yaml.safe_load((chart / "values.schema.yaml").read_text())))
+    out = run_helm("template", "jhub", str(chart), "--namespace", "jhub", "--kube-version", KUBE_VERSION,
+                   "--values", str(CHART.parent / "examples" / "z2jh-values.yaml"), home=tmp_path).stdout
+    hub = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "hub")
+    pod = hub["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "hub"
+    assert {"name": "vcluster-spawner-config", "configMap": {"name": "vcs-config"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "vcluster-spawner-config", "mountPath": "/usr/local/etc/jupyterhub/jupyterhub_config.d"} in mounts
