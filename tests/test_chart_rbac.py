@@ -33,6 +33,7 @@ from .vclusters import CHART as VCLUSTER_CHART
 pytestmark = [pytest.mark.chart, pytest.mark.hub]
 
 RELEASE = "vcs"
+RUN = uuid.uuid4().hex[:4]   # user names unique per run: a reused cluster has old users' leftovers
 CHART_VALUES = {
     "hub": {"serviceAccount": {"create": True}},
     "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(VCLUSTER_CHART),
@@ -101,8 +102,14 @@ c.VClusterSpawner.profile_list = [
         await self.rbac.patch_cluster_role(f"{RELEASE}-hub", [{"op": "replace", "path": "/rules", "value": rules}])
 
     async def cleanup_user(self, user: str) -> None:
-        """Admin removes whatever a (failed) lifecycle left: namespace and home volume."""
+        """Admin removes whatever a (failed) lifecycle left: namespace, the syncer's cluster
+        objects (helm's, not in the namespace), home volume."""
         ns = f"vc-{user}"
+        for delete in (self.rbac.delete_cluster_role_binding, self.rbac.delete_cluster_role):
+            try:
+                await delete(f"vc-{ns}-v-{ns}")
+            except client.ApiException as e:
+                assert e.status == 404, e
         try:
             await self.core.delete_namespace(ns)
         except client.ApiException as e:
@@ -229,7 +236,7 @@ async def step_sleep(s: Setup, user: str, memo: dict) -> None:
         pods = await s.core.list_namespaced_pod(f"vc-{user}", label_selector=f"vcluster.loft.sh/managed-by=vc-{user}")
         return (sts and (sts.metadata.annotations or {}).get("loft.sh/paused") == "true"
                 and not sts.status.replicas and not pods.items)
-    await _eventually(asleep, 30, "the vCluster asleep with its synced pods deleted")
+    await _eventually(asleep, 15, "the vCluster asleep with its synced pods deleted")
 
 
 async def step_upgrade_and_wake(s: Setup, user: str, memo: dict) -> None:
@@ -263,7 +270,7 @@ async def step_remove_user(s: Setup, user: str, memo: dict) -> None:
         except client.ApiException as e:
             return e.status == 404
     # deletion under way is enough (delete-home waits for the rest)
-    await _eventually(namespace_deleting, 30, f"namespace vc-{user} being deleted")
+    await _eventually(namespace_deleting, 10, f"namespace vc-{user} being deleted")
     assert [pv.metadata.name for pv in await _home(s, user)] == [memo["home"]]
 
 
@@ -302,7 +309,7 @@ async def test_the_spawner_runs_every_lifecycle_as_the_charts_service_account(se
     assert not await allowed(s.kube, s.user, "create", "deployments", "apps", "kube-system")
     assert not await allowed(s.kube, s.user, "escalate", "clusterroles", "rbac.authorization.k8s.io")
     started = time.monotonic()
-    failed, message = await lifecycle(s, "amy")
+    failed, message = await lifecycle(s, f"amy{RUN}")
     assert failed is None, (failed, message, s.hub.log_tail(40))
     print(f"full lifecycle as the chart's ServiceAccount: {time.monotonic() - started:.0f} s")
 
@@ -359,9 +366,15 @@ async def test_removing_any_rule_of_the_cluster_role_breaks_a_lifecycle_step(set
         gone = [p for p in removed if p not in still]
         assert gone, f"{label}: every permission of it is also granted by another rule (redundant)"
         await wait_authorized(s.kube, s.user, gone, False)
-        user = f"lp{n}"
+        user = f"lp{n}x{RUN}"
+        log_start = s.hub.log_path.stat().st_size if s.hub else 0
         try:
             failed, message = await lifecycle(s, user)
+            with open(s.hub.log_path, "rb") as f:
+                f.seek(log_start)
+                evidence = f.read().decode(errors="replace") + message
+            if failed:   # failed because of the missing permission, not something else
+                assert "forbidden" in evidence.lower(), (label, failed, message)
         finally:
             await s.set_rules(full)
             await wait_authorized(s.kube, s.user, gone, True)
