@@ -33,7 +33,8 @@ MATRIX = {
         "namespace": "ingress-nginx", "podLabels": {"app.kubernetes.io/name": "ingress-nginx"}}}},
     "traefik": {**ROUTES, "routes": {"kind": "traefik", "controller": {"namespace": "traefik"}}},
     "apisix": {**ROUTES, "routes": {"kind": "apisix"}},
-    "rbac-only": {"config": {"create": False}, "networkPolicy": {"enabled": False}},
+    "rbac-only": {"config": {"create": False}, "networkPolicy": {"enabled": False}, "rbac": {"extraRules": [
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]}},
     "config-only": {"rbac": {"create": False}, "spawner": {"vclusterMode": "static", "stopAction": "",
                                                            "homeStorageClass": "nfs-rwx"}},
 }
@@ -74,6 +75,8 @@ def test_config_map_carries_every_snippet_and_the_settings_apply(tmp_path):
     manifests = render({"spawner": {"homeStorageClass": "nfs-rwx", "externalApiHostTemplate": "{username}.x.org"}}, tmp_path)
     data = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]
     for snippet in (CHART / "files" / "jupyterhub_config.d").iterdir():
+        if snippet.name == "__pycache__":
+            continue
         assert data[snippet.name] == snippet.read_text(), snippet.name
     for key, value in data.items():
         (tmp_path / key).write_text(value)
