@@ -8,10 +8,10 @@ import json
 import os
 import runpy
 import shutil
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
+import yaml
 from traitlets.config import Config
 
 from vcluster_spawner.values import computed_values, vcluster_values
@@ -108,7 +108,6 @@ def test_the_hub_holds_everything_the_vcluster_chart_grants(tmp_path):
                                                  external_context="amy"))
     out = run_helm("template", "vc-amy", str(VCLUSTER_CHART), "--namespace", "vc-amy",
                    "--values", str(values_file(values, tmp_path)), home=tmp_path).stdout
-    import yaml
     granted = [d for d in yaml.safe_load_all(out) if d and d["kind"] in ("Role", "ClusterRole")]
     assert {d["kind"] for d in granted} == {"Role", "ClusterRole"}
     missing = [(verb, group, resource) for role in granted for rule in role["rules"] for group in rule["apiGroups"]
@@ -151,7 +150,7 @@ Z2JH_CHART = os.environ.get("Z2JH_CHART_DIR")
 @pytest.mark.skipif(not Z2JH_CHART, reason="set Z2JH_CHART_DIR to a checkout's jupyterhub/ chart directory")
 def test_the_z2jh_example_values_render_with_zero_to_jupyterhub(tmp_path):
     """helm/examples/z2jh-values.yaml against Zero to JupyterHub's own schema and templates."""
-    import yaml
+
     chart = tmp_path / "jupyterhub"
     shutil.copytree(Z2JH_CHART, chart)
     if not (chart / "values.schema.json").exists():   # chartpress generates it from the YAML

@@ -7,8 +7,6 @@ rule of the chart's ClusterRole removed in turn (the live object patched) makes 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +23,7 @@ from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL
 from vcluster_spawner.translate import host_name
 
-from .chart_support import (CHART, rule_permissions, run_helm, service_account_kubeconfig, values_file,
+from .chart_support import (CHART, allowed, rule_permissions, run_helm, service_account_kubeconfig, values_file,
                             wait_authorized, write_chart_config)
 from .hub import Hub
 from .vclusters import CHART as VCLUSTER_CHART
@@ -305,7 +303,6 @@ async def lifecycle(s: Setup, user: str) -> tuple[str | None, str]:
 async def test_the_spawner_runs_every_lifecycle_as_the_charts_service_account(setup):
     s = setup
     # the hub is not an admin: it cannot read anything outside its rules
-    from .chart_support import allowed
     assert not await allowed(s.kube, s.user, "create", "deployments", "apps", "kube-system")
     assert not await allowed(s.kube, s.user, "escalate", "clusterroles", "rbac.authorization.k8s.io")
     started = time.monotonic()
