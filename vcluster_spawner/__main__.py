@@ -72,6 +72,8 @@ async def _run(args) -> int:
         except Exception as e:
             failures += 1
             print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
+            if getattr(e, "detail", None):   # helm's own output says why
+                print(e.detail, file=sys.stderr)
         finally:
             await spawner._close_virtual()
     return 1 if failures else 0
