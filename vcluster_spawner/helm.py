@@ -65,10 +65,10 @@ class Helm:
                 raise
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip()
-            lines = message.splitlines()
-            # the "Error: ..." line (with --debug, a stack trace follows it)
-            last = next((line for line in reversed(lines) if line.startswith("Error:")),
-                        lines[-1] if lines else f"exit code {proc.returncode}")
+            lines = message.splitlines() or [f"exit code {proc.returncode}"]
+            last = lines[-1]
+            if "--debug" in args:   # a stack trace follows helm's "Error: ..." line
+                last = next((line for line in reversed(lines) if line.startswith("Error:")), last)
             raise HelmError(f"{what} failed: {last.removeprefix('Error: ')}", message)
         return out.decode()
 
