@@ -41,13 +41,15 @@ class Hub:
     Python appended to the generated jupyterhub_config.py."""
 
     def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None,
-                 snippets: tuple[str, ...] = ()):
+                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None):
         """``restart_of``: a stopped hub whose database, ports and token this one takes over.
         ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
-        loads them after its own settings)."""
+        loads them after its own settings). ``kubeconfig``: the hub's (and its helm's) identity
+        on the host; default: cluster admin."""
         self.snippets = snippets
         self.workdir = workdir
         self.cluster = cluster
+        self.kubeconfig = kubeconfig or (restart_of.kubeconfig if restart_of else cluster.admin_kubeconfig)
         if restart_of:
             self.token, self.port = restart_of.token, restart_of.port
             self.hub_port, self.proxy_api_port = restart_of.hub_port, restart_of.proxy_api_port
@@ -97,7 +99,7 @@ class Hub:
 
     async def start(self) -> "Hub":
         config = self.write_config()
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.admin_kubeconfig),
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "HELM_CACHE_HOME": str(self.workdir / "helm-cache"),
                "HELM_CONFIG_HOME": str(self.workdir / "helm-config"),
                "HELM_DATA_HOME": str(self.workdir / "helm-data")}

@@ -66,15 +66,36 @@ async def _run(args) -> int:
                 if not args.yes_delete_data:
                     raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
                 await ops.delete(ref)
-                volume = await spawner.homes.delete(spawner.home_spec, ref, spawner.home_bind_timeout)
+                volume = await _delete_home(spawner, ref, ops)
                 print(f"{username}: " + (f"home volume {volume} released for deletion" if volume
                                          else "no home volume found"))
         except Exception as e:
             failures += 1
             print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
+            if getattr(e, "detail", None):   # helm's own output says why
+                print(e.detail, file=sys.stderr)
         finally:
             await spawner._close_virtual()
     return 1 if failures else 0
+
+
+async def _delete_home(spawner, ref, ops):
+    """The release claim lives in the user's namespace; after the user's removal that namespace
+    is gone (or going): it is made again for the deletion and removed afterwards."""
+    from .vcluster import ignoring, poll_until, read_or_none
+
+    async def settled():
+        ns = await read_or_none(ops.core.read_namespace, ref.namespace)
+        return ns is None or not ns.metadata.deletion_timestamp
+    await poll_until(settled, spawner.home_bind_timeout, f"namespace {ref.namespace} is still being deleted")
+    existed = await read_or_none(ops.core.read_namespace, ref.namespace) is not None
+    if not existed:
+        await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner"})
+    try:
+        return await spawner.homes.delete(spawner.home_spec, ref, spawner.home_bind_timeout)
+    finally:
+        if not existed:
+            await ignoring(ops.core.delete_namespace(ref.namespace), 404)
 
 
 def main(argv=None) -> int:

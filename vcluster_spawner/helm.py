@@ -65,7 +65,10 @@ class Helm:
                 raise
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip()
-            last = message.splitlines()[-1] if message else f"exit code {proc.returncode}"
+            lines = message.splitlines() or [f"exit code {proc.returncode}"]
+            last = lines[-1]
+            if "--debug" in args:   # a stack trace follows helm's "Error: ..." line
+                last = next((line for line in reversed(lines) if line.startswith("Error:")), last)
             raise HelmError(f"{what} failed: {last.removeprefix('Error: ')}", message)
         return out.decode()
 
@@ -81,11 +84,12 @@ class Helm:
     async def uninstall(self, release: str, namespace: str) -> bool:
         """True if a release was removed, False if there was none."""
         try:
-            await self._run("uninstall", release, "--namespace", namespace, "--wait",
+            # --debug: without it helm reports only "failed to delete release", never why
+            await self._run("uninstall", release, "--namespace", namespace, "--wait", "--debug",
                             what=f"helm uninstall {namespace}/{release}")
             return True
         except HelmError as e:
-            if "not found" in e.detail:
+            if "not found" in str(e):   # the Error: line, not a debug line
                 return False
             raise
 

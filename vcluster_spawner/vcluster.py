@@ -121,8 +121,14 @@ class VClusterOps:
         for obj in objects:
             resource = await dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
             body = {**obj, "metadata": {**obj["metadata"], "namespace": ref.namespace}}
-            await dynamic.server_side_apply(resource, body=body, namespace=ref.namespace,
-                                            field_manager="vcluster-spawner", force_conflicts=True)
+            response = await dynamic.server_side_apply(resource, body=body, namespace=ref.namespace,
+                                                       field_manager="vcluster-spawner", force_conflicts=True)
+            # kubernetes_asyncio's dynamic client does not raise on an error status: it returns
+            # the Status. A policy that could not be applied must stop the start, not go unnoticed.
+            data = response.to_dict() if hasattr(response, "to_dict") else {}
+            if data.get("kind") == "Status" and data.get("status") == "Failure":
+                raise VClusterError(f"{obj['kind']} {obj['metadata']['name']} could not be applied in namespace "
+                                    f"{ref.namespace} ({data.get('code')}): {data.get('message', '')[:300]}")
 
     async def _dynamic(self) -> DynamicClient:
         # discovery is costly: one dynamic client per host API client, for the process
