@@ -7,14 +7,30 @@ values, mode and stop action are exactly the spawner's; cluster operations are t
 
 from __future__ import annotations
 
+import logging
 import os
 from types import SimpleNamespace
 from urllib.parse import quote
 
 import aiohttp
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets import Unicode, default
+from traitlets.config import Application, Config, PyFileConfigLoader
 
 from ..vcluster import Ref
+
+
+class HubService(Application):
+    """What both services are: INFO logging (every decision and action is logged at INFO) and
+    the spawner settings read from the hub's own configuration file."""
+
+    @default("log_level")
+    def _default_log_level(self):
+        return logging.INFO
+
+    hub_config = Unicode(
+        "", config=True,
+        help="""The hub's jupyterhub_config.py: the spawner settings (names, mode, stop action,
+        grace period, chart, values) are read from it. Default: "" (spawner defaults).""")
 
 
 def load_hub_config(path: str | None) -> Config:

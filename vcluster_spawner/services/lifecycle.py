@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import re
 import signal
 import sys
 
-from traitlets import Bool, Float, Unicode, default
-from traitlets.config import Application
+from traitlets import Bool, Float
 
 from ..vcluster import Ref, State, read_or_none
-from .common import HubAPI, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:
@@ -44,18 +42,10 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-class LifecycleService(Application):
+class LifecycleService(HubService):
     name = "vcluster-lifecycle"
     description = __doc__
 
-    @default("log_level")
-    def _default_log_level(self):
-        return logging.INFO   # every decision and action is logged at INFO
-
-    hub_config = Unicode(
-        "", config=True,
-        help="""The hub's jupyterhub_config.py: the spawner settings (mode, stop action, grace period,
-        name templates, chart, values) are read from it. Default: "" (spawner defaults).""")
     interval = Float(
         60.0, config=True, help="Seconds between two passes over all vClusters. Default: 60.")
     grace_period = Float(

@@ -15,7 +15,6 @@ Run by the hub (see jupyterhub_config.d/50-status-service.py)::
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import sys
@@ -24,27 +23,19 @@ from urllib.parse import quote, urlparse
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Integer, Unicode, default
-from traitlets.config import Application
+from traitlets import Bool, Integer, Unicode
 
 from . import pages
-from .common import HubAPI, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for
 from .inspect import inspect, read_kubeconfig
 
 ACTIONS = ("sleep", "wake", "delete")
 
 
-class StatusService(Application):
+class StatusService(HubService):
     name = "vcluster-status"
     description = __doc__
 
-    @default("log_level")
-    def _default_log_level(self):
-        return logging.INFO   # every decision and action is logged at INFO
-
-    hub_config = Unicode(
-        "", config=True,
-        help="The hub's jupyterhub_config.py (spawner settings: names, mode, chart). Default: \"\".")
     kubeconfig_secret_template = Unicode(
         "vc-{name}-external", config=True,
         help="""Host Secret, in the user's vCluster namespace, holding the kubeconfig users download
