@@ -7,8 +7,10 @@ values, mode and stop action are exactly the spawner's; cluster operations are t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -31,6 +33,17 @@ class HubService(Application):
         "", config=True,
         help="""The hub's jupyterhub_config.py: the spawner settings (names, mode, stop action,
         grace period, chart, values) are read from it. Default: "" (spawner defaults).""")
+
+
+def stop_signal() -> asyncio.Event:
+    """Set on SIGINT or SIGTERM (the hub stops services with SIGINT, then SIGTERM). Explicit
+    handlers, because a process started with SIGINT ignored (e.g. under a background shell job)
+    would otherwise ignore the hub's SIGINT and be killed only after the hub's timeout."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def load_hub_config(path: str | None) -> Config:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import signal
 import sys
 
 from traitlets import Bool, Float
 
 from ..vcluster import Ref, State, read_or_none
-from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, stop_signal, active_servers, load_hub_config, saved_ref, spawner_for
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:
@@ -169,10 +168,7 @@ class LifecycleService(HubService):
                 self.log.error("decision user=%s failed: %s", user["name"], e)
 
     async def run(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_signal()
         self.log.info("lifecycle service: every %.0f s, delete asleep after %.0f s%s", self.interval,
                       self.delete_asleep_after, " (dry run)" if self.dry_run else "")
         stopping = asyncio.ensure_future(stop.wait())

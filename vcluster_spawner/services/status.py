@@ -26,7 +26,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode
 
 from . import pages
-from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, stop_signal, active_servers, load_hub_config, saved_ref, spawner_for
 from .inspect import inspect, read_kubeconfig
 
 ACTIONS = ("sleep", "wake", "delete")
@@ -90,7 +90,7 @@ class StatusService(HubService):
         server.listen(url.port, url.hostname)
         self.log.info("status page on %s%s", url.geturl(), self.prefix)
         try:
-            await asyncio.Event().wait()   # until the hub stops the service (SIGTERM)
+            await stop_signal().wait()   # until the hub stops the service
         finally:
             server.stop()
             await self.hub.close()
