@@ -33,6 +33,10 @@ c.VClusterSpawner.vcluster_chart = str(ROOT / "vcluster_emulation" / "chart" / "
 c.VClusterSpawner.helm_binary = env.get("DEMO_HELM", "helm")
 # the hub runs outside the cluster: it reaches each vCluster's Service by its (loopback) cluster IP
 c.VClusterSpawner.vcluster_api_url_template = "https://{cluster_ip}:443"
+# homes: the local NFS stand-in (RWX, immediate binding); the notebook's kubeconfig reaches its
+# vCluster the same way (there is no cluster DNS here)
+c.VClusterSpawner.home_storage_class = "local-rwx"
+c.VClusterSpawner.user_kubeconfig_server_template = "https://{cluster_ip}:443"
 c.VClusterSpawner.image = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"
 c.VClusterSpawner.vcluster_mode = "dynamic"
 c.VClusterSpawner.sleep_grace_period = 30.0

@@ -467,3 +467,18 @@ async def _namespace_gone(kube, name: str) -> bool:
 
 async def _absent(path: Path) -> bool:
     return not path.exists()
+
+
+async def test_a_home_class_that_cannot_serve_homes_is_a_clear_message(cluster, kube, tmp_path):
+    """home_storage_class "" means the host's default class; here that is local-rwo, which binds
+    on first consumer: refused before anything is provisioned."""
+    hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP + 'c.VClusterSpawner.home_storage_class = ""\n').start()
+    try:
+        await hub.add_user("wfc")
+        status, body = await hub.api("POST", "/users/wfc/server")
+        assert status == 400, body
+        assert "home_storage_class 'local-rwo' binds on first consumer" in body["message"], body
+        claims = await client.CoreV1Api(kube).list_namespaced_persistent_volume_claim("vc-wfc")
+        assert not [c for c in claims.items if c.metadata.name == "vcluster-spawner-home"]
+    finally:
+        await shut_down(hub)

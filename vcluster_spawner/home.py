@@ -25,6 +25,7 @@ vCluster can reach the PV.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -39,13 +40,14 @@ USERNAME_ANNOTATION = "hub.jupyter.org/username"
 PROVISIONING_CLAIM = "vcluster-spawner-home"
 SKIP_TRANSLATE = "vcluster.loft.sh/skip-translate"   # no-op with PV sync off; right if it is ever on (S§2.2)
 RWX = "ReadWriteMany"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
 log = logging.getLogger("vcluster_spawner.home")
 
 
 @dataclass(frozen=True)
 class HomeSpec:
-    storage_class: str           # "" = only adopt pre-created PVs
+    storage_class: str           # "" = the host's default class
     size: str
     access_modes: tuple[str, ...]
     claim_name: str              # the claim inside the vCluster
@@ -129,11 +131,7 @@ class HomeVolumes:
         if pv is None:
             pv = await self._from_provisioning_claim(ref)
         if pv is None:
-            if not spec.storage_class:
-                raise VClusterError(f"no home volume exists for {ref.namespace} and no home_storage_class is set "
-                                    f"to create one; an administrator must create a PV labelled "
-                                    f"{HOME_NAMESPACE_LABEL}={ref.namespace}")
-            report(f"Creating your home volume ({spec.size}, storage class {spec.storage_class})")
+            report(f"Creating your home volume ({spec.size}, storage class {spec.storage_class or 'default'})")
             pv = await self._provision(spec, ref, username, timeout)
         elif (pv["spec"].get("persistentVolumeReclaimPolicy") != "Retain"
               or (pv["metadata"].get("labels") or {}).get(HOME_NAMESPACE_LABEL) != ref.namespace):
@@ -155,12 +153,11 @@ class HomeVolumes:
         return self.core.api_client.sanitize_for_serialization(pv)
 
     async def _provision(self, spec: HomeSpec, ref: Ref, username: str, timeout: float) -> dict:
-        sc = await read_or_none(self.storage.read_storage_class, spec.storage_class)
-        if sc is None:
-            raise VClusterError(f"home_storage_class {spec.storage_class!r} does not exist on the host cluster")
+        sc = await self._storage_class(spec.storage_class)
         if sc.volume_binding_mode == "WaitForFirstConsumer":
-            raise VClusterError(f"home_storage_class {spec.storage_class!r} binds on first consumer; home volumes "
+            raise VClusterError(f"home_storage_class {sc.metadata.name!r} binds on first consumer; home volumes "
                                 "need a class with volumeBindingMode Immediate (e.g. an NFS class)")
+        spec = dataclasses.replace(spec, storage_class=sc.metadata.name)
         await ignoring(self.core.create_namespaced_persistent_volume_claim(
             ref.namespace, provisioning_claim(spec, ref, username)), 409)
 
@@ -170,6 +167,20 @@ class HomeVolumes:
         await poll_until(bound, timeout, f"the storage class {spec.storage_class!r} did not provide a home volume "
                                          f"for {ref.namespace}")
         return await self._from_provisioning_claim(ref)
+
+    async def _storage_class(self, name: str):
+        """The named class, or for "" the host's default class."""
+        if name:
+            sc = await read_or_none(self.storage.read_storage_class, name)
+            if sc is None:
+                raise VClusterError(f"home_storage_class {name!r} does not exist on the host cluster")
+            return sc
+        defaults = [sc for sc in (await self.storage.list_storage_class()).items
+                    if (sc.metadata.annotations or {}).get(DEFAULT_CLASS) == "true"]
+        if not defaults:
+            raise VClusterError("home_storage_class is empty and the host cluster has no default StorageClass; "
+                                "set home_storage_class to an RWX class (e.g. an NFS class)")
+        return defaults[0]
 
     async def _release_provisioning_claim(self, ref: Ref) -> None:
         # only once the PV is Retain (ensure() owns it first): deleting the claim releases the PV
