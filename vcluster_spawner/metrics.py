@@ -58,6 +58,17 @@ def _record(ref: Ref, operation: str, started: float, ok: bool) -> None:
         _states[ref] = "error"
 
 
+async def _failures_recorded(ref: Ref, operation: str, call) -> float:
+    """Awaits ``call``; a failure is recorded (and re-raised). Returns the start time."""
+    started = time.monotonic()
+    try:
+        await call
+    except BaseException:
+        _record(ref, operation, started, ok=False)
+        raise
+    return started
+
+
 class MeteredOps(VClusterOps):
     """``VClusterOps`` that counts and times its operations and remembers states."""
 
@@ -77,12 +88,7 @@ class MeteredOps(VClusterOps):
         await self._begin(ref, "wake", super().wake(ref))
 
     async def _begin(self, ref: Ref, operation: str, call) -> None:
-        started = time.monotonic()
-        try:
-            await call
-        except BaseException:
-            _record(ref, operation, started, ok=False)
-            raise
+        started = await _failures_recorded(ref, operation, call)
         _pending[ref] = (operation, started)   # completed (timed) when the vCluster is ready
 
     async def wait_ready(self, ref, virtual, timeout, report) -> None:
@@ -104,12 +110,7 @@ class MeteredOps(VClusterOps):
         await self._timed(ref, "delete", super().delete(ref), None)
 
     async def _timed(self, ref: Ref, operation: str, call, state_after: str | None) -> None:
-        started = time.monotonic()
-        try:
-            await call
-        except BaseException:
-            _record(ref, operation, started, ok=False)
-            raise
+        started = await _failures_recorded(ref, operation, call)
         _record(ref, operation, started, ok=True)
         if state_after:
             _states[ref] = state_after

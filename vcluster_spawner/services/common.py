@@ -34,6 +34,9 @@ class HubService(Application):
         help="""The hub's jupyterhub_config.py: the spawner settings (names, mode, stop action,
         grace period, chart, values) are read from it. Default: "" (spawner defaults).""")
 
+    def start(self):
+        asyncio.run(self.run())   # run(): each service's own
+
 
 def stop_signal() -> asyncio.Event:
     """Set on SIGINT or SIGTERM (the hub stops services with SIGINT, then SIGTERM). Explicit

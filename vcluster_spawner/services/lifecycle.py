@@ -189,9 +189,6 @@ class LifecycleService(HubService):
             stopping.cancel()
             await self.hub.close()
 
-    def start(self):
-        asyncio.run(self.run())
-
 
 def main(argv=None) -> int:
     app = LifecycleService()

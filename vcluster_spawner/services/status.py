@@ -95,8 +95,6 @@ class StatusService(HubService):
             server.stop()
             await self.hub.close()
 
-    def start(self):
-        asyncio.run(self.run())
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
