@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import sys
 
 from traitlets import Bool, Float
 
@@ -190,12 +189,7 @@ class LifecycleService(HubService):
             await self.hub.close()
 
 
-def main(argv=None) -> int:
-    app = LifecycleService()
-    app.initialize(argv)
-    app.start()
-    return 0
-
+main = LifecycleService.launch_instance   # initialize(argv) then start()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

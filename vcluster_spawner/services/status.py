@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import sys
 from urllib.parse import quote, urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
@@ -218,12 +217,7 @@ class ActionHandler(BaseHandler):
         self.redirect(f"{self.service.prefix}?message={quote(message)}" + ("&error=1" if error else ""))
 
 
-def main(argv=None) -> int:
-    app = StatusService()
-    app.initialize(argv)
-    app.start()
-    return 0
-
+main = StatusService.launch_instance   # initialize(argv) then start()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
