@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import sys
 
 from traitlets import Bool, Float
 
@@ -189,7 +190,12 @@ class LifecycleService(HubService):
             await self.hub.close()
 
 
-main = LifecycleService.launch_instance   # initialize(argv) then start()
+def main(argv=None) -> int:
+    app = LifecycleService()
+    app.initialize(argv)
+    app.start()
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

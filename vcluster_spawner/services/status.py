@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 from urllib.parse import quote, urlparse
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
@@ -217,7 +218,12 @@ class ActionHandler(BaseHandler):
         self.redirect(f"{self.service.prefix}?message={quote(message)}" + ("&error=1" if error else ""))
 
 
-main = StatusService.launch_instance   # initialize(argv) then start()
+def main(argv=None) -> int:
+    app = StatusService()
+    app.initialize(argv)
+    app.start()
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
