@@ -322,13 +322,20 @@ async def test_helm_uninstall_garbage_collects_synced_pvcs_and_pods_but_keeps_da
 
 async def test_reinstall_with_retained_data_revives_the_virtual_state(kube, cluster, vcluster):
     """A retained data-N-0 brings the old virtual cluster back (upstream #29): the virtual PVC
-    returns and gets a new host PVC with the old volumeName, which never binds once its PV is gone."""
+    returns and gets a new host PVC with the old volumeName, which never binds once its PV is gone.
+
+    The control plane is stopped before the uninstall. With its syncer still running, the
+    garbage collector's deletion of the host PVC is a host-side deletion of a synced object, and
+    the syncer deletes the virtual PVC too; whether that happens before the terminating syncer
+    exits is a race (it made this test flaky), which is why upstream calls the revival best-effort."""
     ns, vapi = vcluster
     vcore, core = client.CoreV1Api(vapi), client.CoreV1Api(kube)
     vpvc = await virtual_pvc(vcore)
     old_volume = vpvc.spec.volume_name
     await vcore.create_namespaced_config_map("default", {"metadata": {"name": "marker"}, "data": {"a": "b"}})
     await vapi.close()
+    await scale(kube, ns, 0)
+    await gone(core.read_namespaced_pod, "vc-0", ns, what="control plane stopped")
     await helm(cluster, "uninstall", "vc", "-n", ns)
     await gone(core.read_namespaced_persistent_volume_claim, "home-x-default-x-vc", ns, what="synced PVC GC'd")
     await gone(core.read_persistent_volume, old_volume, what="its Delete-policy volume removed")

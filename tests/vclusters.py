@@ -48,6 +48,8 @@ async def wait_ready(kube: client.ApiClient, name: str, namespace: str, timeout:
 
     async def ready():
         pod = await core.read_namespaced_pod(f"{name}-0", namespace)
+        if pod.metadata.deletion_timestamp:   # the previous release's pod, still terminating
+            return False
         ok = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
         secret = await core.read_namespaced_secret(f"vc-{name}", namespace)
         return ok and "config" in (secret.data or {})
