@@ -4,8 +4,6 @@ emulation and real jupyterhub-singleuser servers (pytest -m lifecycle)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 import pytest
 from kubernetes_asyncio import client
@@ -43,6 +41,12 @@ async def assert_asleep(kube, user):
     sts, pods = await vcluster_state(kube, user)
     assert sts.spec.replicas == 0 and pods == [], (sts.spec.replicas, [p.metadata.name for p in pods])
     return sts
+
+
+async def _no_control_plane(kube, user) -> bool:
+    ns, name = ref(user)
+    pods = await client.CoreV1Api(kube).list_namespaced_pod(ns, label_selector=f"app=vcluster,release={name}")
+    return not pods.items
 
 
 async def vcluster_state(kube, user):
@@ -142,13 +146,7 @@ async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cl
         assert status == 400 and "no virtual cluster was provisioned for you" in body["message"], body
 
         # the operator provisions it with the hub's own configuration
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vcluster_spawner", "-f", str(hub.write_config()), "provision", "sam", "--asleep",
-            env={**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await proc.communicate()
-        assert proc.returncode == 0, out.decode()
-        assert "vc-sam/vc-sam asleep" in out.decode()
+        assert "vc-sam/vc-sam asleep" in await hub.operator_cli("provision", "sam", "--asleep")
 
         events = await hub.start_server("sam")
         assert events[-1].get("ready"), hub.log_tail()
@@ -156,6 +154,18 @@ async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cl
         await notebook_status(hub, "sam")
         await hub.stop_server("sam")
         await assert_asleep(kube, "sam")
+
+        # provisioning again upgrades an asleep vCluster and leaves it asleep (helm's upgrade
+        # alone would bring the control plane back), or wakes it when asked for running
+        out = await hub.operator_cli("provision", "sam", "--asleep")
+        assert "upgrading vc-sam/vc-sam" in out and "vc-sam/vc-sam asleep" in out, out
+        await wait_for(lambda: _no_control_plane(kube, "sam"), timeout=60, what="control plane stopped again")
+        await assert_asleep(kube, "sam")
+        out = await hub.operator_cli("provision", "sam")
+        assert "service-account ready" in out and "vc-sam/vc-sam running" in out, out
+        sts, _ = await vcluster_state(kube, "sam")
+        assert sts.spec.replicas == 1 and sts.status.ready_replicas == 1
+        assert "paused" not in str(sts.metadata.annotations or {})
     finally:
         await hub.stop()
 

@@ -5,7 +5,8 @@
     python -m vcluster_spawner [-f jupyterhub_config.py] delete-home USER... --yes-delete-data
 
 ``provision`` pre-creates static-mode vClusters exactly as the spawner would (same names,
-chart and values); ``--asleep`` puts them to sleep once ready. ``delete`` removes a vCluster
+chart and values) and converges them to running, or with ``--asleep`` to asleep; re-running
+it upgrades existing vClusters to the current values. ``delete`` removes a vCluster
 as ``vcluster delete`` does (the user's home storage is not touched). ``delete-home`` is the
 one command that deletes a user's home data: it deletes the vCluster first, then hands the
 home volume back to its provisioner with reclaim policy Delete.
@@ -43,15 +44,7 @@ async def _run(args) -> int:
                 since = f" since {status.since}" if status.since else ""
                 print(f"{username}: {ref} {status.state.value}{since}")
             elif args.command == "provision":
-                print(f"{username}: installing {ref} ({spawner.chart})", flush=True)
-                await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
-                                                 **spawner.vcluster_namespace_labels})
-                await ops.apply_namespace_objects(ref, spawner.rendered_namespace_objects())
-                await ops.install(ref, spawner.chart, spawner.effective_values())
-                await ops.wait_ready(ref, spawner._virtual_client(), spawner.vcluster_ready_timeout,
-                                     lambda step: print(f"{username}: {step} ready", flush=True))
-                if args.asleep:
-                    await ops.sleep(ref)
+                await _provision(spawner, ref, ops, asleep=args.asleep)
                 print(f"{username}: {ref} {'asleep' if args.asleep else 'running'}")
             elif args.command == "sleep":
                 await ops.sleep(ref)
@@ -77,6 +70,33 @@ async def _run(args) -> int:
         finally:
             await spawner._close_virtual()
     return 1 if failures else 0
+
+
+async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
+    """Install or upgrade, then converge to the state asked for: running, or asleep.
+
+    ``helm upgrade`` restores the chart's replica count (its three-way merge undoes the
+    pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up: with ``asleep`` it is paused
+    again at once, without it the pause annotations are cleared and it is waited for. A new
+    vCluster runs until ready once before it sleeps, so its first wake finds it initialised."""
+    from .vcluster import State
+
+    name = spawner.user.name
+    was_asleep = (await ops.status(ref)).state == State.ASLEEP
+    print(f"{name}: {'upgrading' if was_asleep else 'installing'} {ref} ({spawner.chart})", flush=True)
+    await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
+                                     **spawner.vcluster_namespace_labels})
+    await ops.apply_namespace_objects(ref, spawner.rendered_namespace_objects())
+    await ops.install(ref, spawner.chart, spawner.effective_values())
+    if was_asleep and asleep:
+        await ops.sleep(ref)
+        return
+    if was_asleep:
+        await ops.wake(ref)
+    await ops.wait_ready(ref, spawner._virtual_client(), spawner.vcluster_ready_timeout,
+                         lambda step: print(f"{name}: {step} ready", flush=True))
+    if asleep:
+        await ops.sleep(ref)
 
 
 async def _delete_home(spawner, ref, ops):
