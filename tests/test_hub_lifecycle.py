@@ -7,10 +7,12 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster.processes import wait_for
+from vcluster_spawner.helm import Helm
+from vcluster_spawner.vcluster import Ref, State, Superseded, VClusterOps
 
 from .helpers import gone
 from .hub import Hub
-from .test_lifecycle import assert_asleep, vcluster_state
+from .test_lifecycle import assert_asleep, notebook_status, vcluster_state
 
 pytestmark = pytest.mark.hub
 
@@ -74,4 +76,37 @@ async def test_lifecycle_service_repairs_drift_then_deletes_an_expired_vcluster_
         await hub.stop_server("lena")
     finally:
         await hub.api("DELETE", "/users/lena")   # the namespace goes with the user
+        await hub.stop()
+
+
+async def test_a_start_wins_over_a_sleep_or_delete_decided_before_it(cluster, kube, tmp_path):
+    """The lifecycle service decides on a StatefulSet it read, then acts; a start in between
+    claims the vCluster (VClusterOps.claim), and the service's conditional sleep or delete does
+    nothing. Here the start is a real hub start; the service's action is its own call."""
+    hub = Hub(tmp_path / "hub", cluster, 'c.VClusterSpawner.stop_action = "none"\n')
+    await hub.start()
+    ops = VClusterOps(client.CoreV1Api(kube), client.AppsV1Api(kube), Helm(str(cluster.binaries / "helm")))
+    ref = Ref("vc-max", "vc-max")
+    try:
+        await hub.add_user("max")
+        assert (await hub.start_server("max"))[-1].get("ready"), hub.log_tail()
+        await hub.stop_server("max")
+        decided_on = await ops.status(ref)           # running with no server: the service would act
+        assert decided_on.state == State.RUNNING
+
+        assert (await hub.start_server("max"))[-1].get("ready"), hub.log_tail()
+        with pytest.raises(Superseded):
+            await ops.sleep(ref, unchanged_since=decided_on.version)
+        with pytest.raises(Superseded):
+            await ops.delete(ref, unchanged_since=decided_on.version)
+        sts, _ = await vcluster_state(kube, "max")
+        assert sts.spec.replicas == 1 and "loft.sh/paused" not in (sts.metadata.annotations or {})
+        await notebook_status(hub, "max")
+
+        # decided on the current state, the same call acts
+        await hub.stop_server("max")
+        await ops.sleep(ref, unchanged_since=(await ops.status(ref)).version)
+        await assert_asleep(kube, "max")
+    finally:
+        await hub.api("DELETE", "/users/max")
         await hub.stop()

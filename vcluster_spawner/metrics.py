@@ -19,7 +19,7 @@ import time
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .vcluster import Ref, State, Status, VClusterOps
+from .vcluster import Ref, State, Status, Superseded, VClusterOps
 
 OPERATIONS = ("provision", "wake", "sleep", "delete")
 STATES = ("running", "starting", "asleep", "error")
@@ -63,6 +63,8 @@ async def _failures_recorded(ref: Ref, operation: str, call) -> float:
     started = time.monotonic()
     try:
         await call
+    except Superseded:   # nothing was done: neither a success nor a failure
+        raise
     except BaseException:
         _record(ref, operation, started, ok=False)
         raise
@@ -103,11 +105,12 @@ class MeteredOps(VClusterOps):
         if operation:
             _record(ref, operation, started, ok=True)
 
-    async def sleep(self, ref: Ref, timeout: float = 180) -> None:
-        await self._timed(ref, "sleep", super().sleep(ref, timeout), State.ASLEEP.value)
+    async def sleep(self, ref: Ref, timeout: float = 180, *, unchanged_since: str | None = None) -> None:
+        await self._timed(ref, "sleep", super().sleep(ref, timeout, unchanged_since=unchanged_since),
+                          State.ASLEEP.value)
 
-    async def delete(self, ref: Ref) -> None:
-        await self._timed(ref, "delete", super().delete(ref), None)
+    async def delete(self, ref: Ref, *, unchanged_since: str | None = None) -> None:
+        await self._timed(ref, "delete", super().delete(ref, unchanged_since=unchanged_since), None)
 
     async def _timed(self, ref: Ref, operation: str, call, state_after: str | None) -> None:
         started = await _failures_recorded(ref, operation, call)

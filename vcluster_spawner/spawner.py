@@ -473,6 +473,9 @@ class VClusterSpawner(KubeSpawner):
             pending = self._stop_actions.pop(ref, None)
             if pending:
                 pending.cancel()
+            # before the state is read: the lifecycle service (another process) then either
+            # sees this start in the hub or loses its conditional sleep/delete
+            await self.ops.claim(ref)
             status = await self.ops.status(ref)
             if self.vcluster_mode == "static":
                 if status.state == State.ABSENT:

@@ -34,12 +34,20 @@ PAUSED = "loft.sh/paused"
 PAUSED_REPLICAS = "loft.sh/paused-replicas"
 PAUSED_DATE = "loft.sh/paused-date"
 MANAGED_BY_SPAWNER = "hub.jupyter.org/managed-by"
+# written by the spawner on the StatefulSet before each start: it changes the resourceVersion,
+# so a sleep or delete decided on an older read (the lifecycle service's) loses its conditional write
+STARTING_AT = "hub.jupyter.org/starting-at"
 
 log = logging.getLogger("vcluster_spawner.vcluster")
 
 
 class VClusterError(RuntimeError):
     """A problem the user can be told about in one sentence (``str()``)."""
+
+
+class Superseded(VClusterError):
+    """A conditional sleep or delete found the StatefulSet changed since it was read (a start
+    claimed the vCluster, most likely): nothing was done."""
 
 
 class State(str, enum.Enum):
@@ -62,6 +70,7 @@ class Ref:
 class Status:
     state: State
     since: str | None = None       # paused-date when asleep
+    version: str | None = None     # the StatefulSet's resourceVersion when read, for conditional writes
 
 
 def _now() -> str:
@@ -103,11 +112,17 @@ class VClusterOps:
         sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
         if sts is None:
             return Status(State.ABSENT)
-        annotations = sts.metadata.annotations or {}
+        annotations, version = sts.metadata.annotations or {}, sts.metadata.resource_version
         if annotations.get(PAUSED) == "true" or not sts.spec.replicas:
-            return Status(State.ASLEEP, annotations.get(PAUSED_DATE))
+            return Status(State.ASLEEP, annotations.get(PAUSED_DATE), version)
         ready = (sts.status.ready_replicas or 0) >= 1
-        return Status(State.RUNNING if ready else State.STARTING)
+        return Status(State.RUNNING if ready else State.STARTING, version=version)
+
+    async def claim(self, ref: Ref) -> None:
+        """Mark the vCluster as being started (annotation ``STARTING_AT``), before its state is
+        read for a start. No StatefulSet yet: nothing to mark."""
+        await ignoring(self.apps.patch_namespaced_stateful_set(
+            ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now()}}}), 404)
 
     async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
         await ignoring(self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}}), 409)
@@ -152,26 +167,54 @@ class VClusterOps:
             "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None}},
             "spec": {"replicas": replicas}})
 
-    async def sleep(self, ref: Ref, timeout: float = 180) -> None:
-        """``vcluster pause``: pause annotations and replicas 0, wait for the control plane to
-        stop, then delete every host pod it synced (scaling alone leaves them running)."""
+    async def _pause(self, ref: Ref, unchanged_since: str | None) -> bool:
+        """Pause annotations and replicas 0; False if there is no StatefulSet. With
+        ``unchanged_since`` (a resourceVersion) the write is conditional: ``Superseded`` if the
+        StatefulSet changed since (the API server refuses a patch naming an older version)."""
         sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
         if sts is None:
+            return False
+        annotations = sts.metadata.annotations or {}
+        replicas = sts.spec.replicas or int(annotations.get(PAUSED_REPLICAS) or 1)
+        # asleep already: it has been since its paused-date (what the delete-after policy counts)
+        date = annotations.get(PAUSED_DATE) if annotations.get(PAUSED) == "true" else None
+        metadata = {"annotations": {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: date or _now()}}
+        if unchanged_since:
+            metadata["resourceVersion"] = unchanged_since
+        try:
+            await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
+                "metadata": metadata, "spec": {"replicas": 0}})
+        except ApiException as e:
+            if e.status == 409 and unchanged_since:
+                raise Superseded(f"vCluster {ref} changed since it was looked at; left as it is") from None
+            raise
+        return True
+
+    async def sleep(self, ref: Ref, timeout: float = 180, *, unchanged_since: str | None = None) -> None:
+        """``vcluster pause``: pause annotations and replicas 0, wait for the control plane to
+        stop, then delete every host pod it synced (scaling alone leaves them running).
+        ``unchanged_since``: act only on the StatefulSet as it was at that resourceVersion."""
+        if not await self._pause(ref, unchanged_since):
             return
-        replicas = sts.spec.replicas or int((sts.metadata.annotations or {}).get(PAUSED_REPLICAS) or 1)
-        await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
-            "metadata": {"annotations": {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: _now()}},
-            "spec": {"replicas": 0}})
 
         async def scaled_down():
             current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
             return not current.status.replicas
         await poll_until(scaled_down, timeout, f"vCluster {ref} did not scale down")
+        current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
+        if (current.metadata.annotations or {}).get(PAUSED) != "true":
+            # woken while it scaled down: the pods now belong to the new start
+            log.info("vCluster %s was woken while going to sleep; its pods are left alone", ref)
+            return
         await self.core.delete_collection_namespaced_pod(ref.namespace, label_selector=f"{MANAGED_BY}={ref.name}")
 
-    async def delete(self, ref: Ref) -> None:
+    async def delete(self, ref: Ref, *, unchanged_since: str | None = None) -> None:
         """``vcluster delete``: uninstall the release, then delete the control plane's data PVC
-        so nothing of the old virtual cluster revives on the next create."""
+        so nothing of the old virtual cluster revives on the next create. ``unchanged_since``:
+        first pause it with a conditional write (see ``sleep``), so a start that claimed it since
+        that resourceVersion keeps it."""
+        if unchanged_since:
+            await self._pause(ref, unchanged_since)
         await self.helm.uninstall(ref.name, ref.namespace)
         for pvc in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
             await ignoring(self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace), 404)

@@ -26,7 +26,7 @@ import sys
 
 from traitlets import Bool, Float
 
-from ..vcluster import Ref, State, read_or_none
+from ..vcluster import Ref, State, Superseded, read_or_none
 from .common import HubAPI, HubService, stop_signal, active_servers, load_hub_config, saved_ref, spawner_for
 
 
@@ -149,10 +149,16 @@ class LifecycleService(HubService):
             self._log_decision(user["name"], ref, action, reason)
             if action == "keep" or self.dry_run:
                 return action
-            if action == "sleep":
-                await ops.sleep(ref)
-            elif action == "delete":
-                await ops.delete(ref)
+            # conditional on the StatefulSet as read for the decision: a start that claimed the
+            # vCluster since (VClusterOps.claim) wins
+            try:
+                if action == "sleep":
+                    await ops.sleep(ref, unchanged_since=status.version)
+                elif action == "delete":
+                    await ops.delete(ref, unchanged_since=status.version)
+            except Superseded as e:
+                self.log.info("decision user=%s vcluster=%s keep: %s", user["name"], ref, e)
+                return "keep"
             self.log.info("done user=%s vcluster=%s %s", user["name"], ref, action)
             return action
         finally:
