@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from localcluster import ClusterState
-from tests.conftest import _start_cluster
+from localcluster.launch import start_cluster
 from vcluster_emulation.simulator import DELAY_ENV
 
 from . import report
@@ -41,7 +41,7 @@ def run(settings: Settings) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         os.environ[DELAY_ENV] = str(settings.startup_delay)   # inherited by the cluster's supervisor
         _log(f"[bench] starting a local cluster ({DELAY_ENV}={settings.startup_delay})")
-        proc, cluster = _start_cluster(workdir / "localcluster", plugins=("vcluster_emulation",))
+        proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_emulation",))
     try:
         results = asyncio.run(run_all(cluster, settings, workdir / "hubs", cleanup=bool(reuse), log=_log))
     finally:

@@ -235,7 +235,7 @@ def markdown(results: dict, images: list[str]) -> str:
                "spawn or stop.", ""]
     idle = results.get("hub_idle") or {}
     if idle.get("hub_requests_per_minute"):
-        md += [f"An idle hub (one stopped user) makes, per minute: "
+        md += ["An idle hub (one stopped user) makes, per minute: "
                + ", ".join(f"{v} {n:g}" for v, n in idle["hub_requests_per_minute"].items() if n)
                + f" (its reflectors re-open their watches); the per-spawn numbers include this background. "
                f"It holds {idle['connections']['host_api']} connection(s) to the host API.", ""]

@@ -1,24 +1,32 @@
-"""Smoke run of the benchmark code (``make bench``, benchmarks/) with tiny sizes, so it cannot
-rot. Benchmarks are not tests: no timing is asserted here, only that every measurement is
-taken and the report is written."""
+"""Smoke run of the benchmark code with tiny sizes, through the entry point ``make bench`` uses
+(``python -m benchmarks run``), so it cannot rot. Benchmarks are not tests: no timing is
+asserted here, only that every measurement is taken and the report is written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from benchmarks import report
 from benchmarks.apimetrics import VERBS
-from benchmarks.run import run_all, write
-from benchmarks.settings import Settings
 
 pytestmark = pytest.mark.hub
 
 
 async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_path):
-    settings = Settings(runs=1, concurrency=(2,), settle=1, spawn_timeout=300, out=tmp_path / "results")
-    results = await run_all(cluster, settings, tmp_path / "hubs", cleanup=True, log=lambda message: None)
+    out = tmp_path / "results"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks", "run", cwd=Path(__file__).resolve().parent.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "LOCALCLUSTER_REUSE": str(cluster.state_dir), "BENCH_RUNS": "1", "BENCH_CONCURRENCY": "2",
+             "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
+             "BENCH_WORKDIR": str(tmp_path / "work")})
+    output, _ = await proc.communicate()
+    assert proc.returncode == 0, output.decode()[-4000:]
+    results = json.loads((out / "latest.json").read_text())
 
     assert set(results["spawn"]) == {"cold", "wake", "warm", "kubespawner"}
     for kind, scenario in results["spawn"].items():
@@ -44,8 +52,6 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
     assert {g["goal"] for g in results["goals"]} >= {"warm spawn <= 1.2x KubeSpawner",
                                                       "<= 20 host API write requests per spawn"}
 
-    json_path = write(results, settings.out)
-    assert json.loads(json_path.read_text())["schema"] == results["schema"]
-    text = report.write(results, settings.out).read_text()
+    text = (out / "report.md").read_text()
     for section in ("## Machine", "## Goals", "## Spawn latency", "## Concurrency", "## Hub-side cost"):
         assert section in text

@@ -350,7 +350,7 @@ def removal_cases(rules: list[dict]) -> list[tuple[str, list[dict], list]]:
 
 async def test_removing_any_rule_of_the_cluster_role_breaks_a_lifecycle_step(setup):
     s = setup
-    results, slow = [], []
+    results = []
     full = s.rules
     only = os.environ.get("CHART_RBAC_CASES")   # a substring, to rerun some cases by hand
     for n, (label, rules, removed) in enumerate(removal_cases(full)):
