@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextvars
 import inspect
+from typing import NamedTuple
 
 from kubernetes_asyncio import client
 from kubespawner import KubeSpawner
@@ -30,7 +31,8 @@ from .metrics import MeteredOps
 from .notebook import add_wiring, home_wiring, merge_wiring
 from .translate import host_name
 from .values import computed_values, values_hash, vcluster_values
-from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, ignoring, read_or_none
+from .vcluster import (Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, concurrently, ignoring,
+                       read_or_none)
 
 try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
@@ -40,6 +42,13 @@ except ImportError:  # pragma: no cover
 
 # True inside KubeSpawner's pod start, which calls stop() to remove a leftover pod
 _creating_pod: contextvars.ContextVar[bool] = contextvars.ContextVar("creating_pod", default=False)
+
+
+class HostSide(NamedTuple):
+    """What ``_prepare_host_side`` made, for the steps inside the vCluster."""
+    s3: bool                   # S3 credentials are passed to the notebook
+    s3_revision: str | None    # the revision their virtual copy must reach
+    home: dict | None          # the home PersistentVolume (home_enabled)
 
 
 def _user_error(message: str) -> Exception:
@@ -504,35 +513,49 @@ class VClusterSpawner(KubeSpawner):
             steps = {"control-plane": (40, "Control plane is up; waiting for its API"),
                      "api": (50, "API is up; waiting for the default service account"),
                      "service-account": (55, "Virtual cluster ready")}
-            await self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
-                                      lambda step: self._phase(*steps[step]))
-            await self._prepare_notebook_access()
+            # the host side of the notebook's prerequisites does not need the vCluster: it is
+            # done while the control plane starts (a first home volume's provisioning, above all)
+            host, _ = await concurrently(
+                self._prepare_host_side(),
+                self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
+                                    lambda step: self._phase(*steps[step])))
+            await self._prepare_notebook_access(host)
 
-    async def _prepare_notebook_access(self) -> None:
-        """Everything the notebook pod refers to, in place before it is created: credential
-        Secrets synced into the vCluster, its ServiceAccount, the home claim bound."""
-        ref, vns = self.vcluster, self.virtual_namespace
+    def _notebook_access(self) -> NotebookAccess:
+        return NotebookAccess(shared_client("CoreV1Api"), self.vcluster.namespace)
+
+    async def _prepare_host_side(self) -> HostSide:
+        """The S3 credentials Secret on the host and the home volume (provisioned, owned, repaired)."""
+        s3 = await self._s3_values()
+        s3_revision = await self._notebook_access().put(credentials.S3_SECRET, encode(s3) if s3 is not None else None)
+        home = None
+        if self.home_enabled:
+            home = await self.homes.ensure(self.home_spec, self.vcluster, self.user.name, self.home_bind_timeout,
+                                           lambda message: self._phase(30, message))
+        return HostSide(s3 is not None, s3_revision, home)
+
+    async def _prepare_notebook_access(self, host: HostSide) -> None:
+        """Everything the notebook pod refers to, in place before it is created, once the vCluster
+        is ready: the kubeconfig Secret (made from the vCluster's exported one), both credential
+        Secrets' virtual copies, the notebook's ServiceAccount, the home claim bound. The waits
+        run side by side."""
         vapi = await self._virtual_client().api()
-        virtual = client.CoreV1Api(vapi)
-        access = NotebookAccess(shared_client("CoreV1Api"), ref.namespace)
+        virtual, vns = client.CoreV1Api(vapi), self.virtual_namespace
+        access = self._notebook_access()
         self._phase(56, "Passing your credentials to your virtual cluster")
         revisions = {credentials.VIRTUAL_KUBECONFIG_SECRET: await access.put(
-            credentials.KUBECONFIG_SECRET, encode({"config": await self._user_kubeconfig()}))}
-        s3 = await self._s3_values()
-        revisions[credentials.VIRTUAL_S3_SECRET] = await access.put(
-            credentials.S3_SECRET, encode(s3) if s3 is not None else None)
+                         credentials.KUBECONFIG_SECRET, encode({"config": await self._user_kubeconfig()})),
+                     credentials.VIRTUAL_S3_SECRET: host.s3_revision}
+        steps = [access.wait_synced(virtual, name, vns, revision, self.vcluster_ready_timeout)
+                 for name, revision in revisions.items() if revision]
         if self.service_account:
-            await ensure_service_account(vapi, vns, self.service_account, self.notebook_cluster_role)
-        wiring = [credentials.notebook_wiring(self.credentials_mount_path, s3 is not None)]
-        if self.home_enabled:
+            steps.append(ensure_service_account(vapi, vns, self.service_account, self.notebook_cluster_role))
+        wiring = [credentials.notebook_wiring(self.credentials_mount_path, host.s3)]
+        if host.home is not None:
             self._phase(57, "Attaching your home volume")
-            pv = await self.homes.ensure(self.home_spec, ref, self.user.name, self.home_bind_timeout,
-                                         lambda message: self._phase(57, message))
-            await self.homes.bind_virtual(virtual, self.home_spec, pv, self.home_bind_timeout)
+            steps.append(self.homes.bind_virtual(virtual, self.home_spec, host.home, self.home_bind_timeout))
             wiring.append(home_wiring(self.home_claim_name, self.home_mount_path))
-        for name, revision in revisions.items():
-            if revision:
-                await access.wait_synced(virtual, name, vns, revision, self.vcluster_ready_timeout)
+        await concurrently(*steps)
         self._wiring = merge_wiring(*wiring)
 
     async def _user_kubeconfig(self) -> bytes:

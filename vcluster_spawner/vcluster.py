@@ -244,6 +244,18 @@ class VClusterOps:
         report("service-account")
 
 
+async def concurrently(*awaitables) -> list:
+    """Await all side by side; the first failure cancels the others and is raised as it is
+    (not wrapped), so the user sees its message."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def poll_until(predicate, timeout: float, message: str, interval: float = 0.25) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
