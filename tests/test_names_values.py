@@ -108,3 +108,32 @@ def test_configuration_reference_is_up_to_date():
     result = subprocess.run([sys.executable, "tools/config_reference.py", "--check"], cwd=root,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+async def test_a_profile_gives_static_s3_credentials_and_bad_ones_are_refused(offline_kubeconfig):
+    """S3 credentials from the third source of issue 5: static values per profile, through
+    KubeSpawner's kubespawner_override like any other trait."""
+    from types import SimpleNamespace
+
+    from vcluster_spawner.spawner import VClusterSpawner
+    from vcluster_spawner.vcluster import VClusterError
+
+    team = {"AWS_ACCESS_KEY_ID": "team-key", "AWS_SECRET_ACCESS_KEY": "team-secret",
+            "AWS_ENDPOINT_URL": "https://s3.example.org", "S3_BUCKET": "team-data"}
+    profiles = [{"display_name": "Personal", "slug": "personal", "default": True},
+                {"display_name": "Team data", "slug": "team", "kubespawner_override": {"s3_credentials": team}},
+                {"display_name": "Broken", "slug": "broken",
+                 "kubespawner_override": {"s3_credentials": {"AWS ACCESS KEY": "x", "S3_PORT": 9000}}}]
+
+    async def spawner_with(profile):
+        user = SimpleNamespace(name="ada", id=1, url="/user/ada/", spawners={})
+        spawner = VClusterSpawner(user=user, _mock=True, profile_list=profiles)
+        spawner.user_options = {"profile": profile}
+        await spawner.load_user_options()
+        return spawner
+
+    assert await (await spawner_with("personal"))._s3_values() is None
+    assert await (await spawner_with("team"))._s3_values() == team
+    with pytest.raises(VClusterError) as refused:
+        await (await spawner_with("broken"))._s3_values()
+    assert "refused: AWS ACCESS KEY" in str(refused.value) and "9000" not in str(refused.value)
