@@ -52,6 +52,7 @@ class VClusterSimulator:
         self.control_plane: VirtualControlPlane | None = None
         self.syncer: Syncer | None = None
         self.virtual_api: client.ApiClient | None = None
+        self.syncer_host_api: client.ApiClient | None = None
         self.task: asyncio.Task | None = None
         self.api_started = False
 
@@ -84,7 +85,10 @@ class VClusterSimulator:
             await cp.start(self.host.log_dir)
             self.api_started = True
             self.virtual_api = await api_client(cp.admin_kubeconfig)
-            self.syncer = Syncer(self.kubelet.api, self.virtual_api, config, owner=owner,
+            # its own connections to the host, as a syncer pod has: sharing the kubelet's pool
+            # (100 connections) starved syncers beyond ~14 vClusters, ~7 host watches each
+            self.syncer_host_api = client.ApiClient(self.kubelet.api.configuration)
+            self.syncer = Syncer(self.syncer_host_api, self.virtual_api, config, owner=owner,
                                  kubernetes_ip=service_ip or pod_ip)
             await self.syncer.start()
             await self._export_kubeconfigs(cp, config, owner)
@@ -155,6 +159,8 @@ class VClusterSimulator:
             await self.syncer.stop()
         if self.virtual_api:
             await self.virtual_api.close()
+        if self.syncer_host_api:
+            await self.syncer_host_api.close()
         if self.control_plane:
             await self.control_plane.stop()
         self.api_started = False
