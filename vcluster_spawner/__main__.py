@@ -76,9 +76,10 @@ async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
     """Install or upgrade, then converge to the state asked for: running, or asleep.
 
     ``helm upgrade`` restores the chart's replica count (its three-way merge undoes the
-    pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up: with ``asleep`` it is paused
-    again at once, without it the pause annotations are cleared and it is waited for. A new
-    vCluster runs until ready once before it sleeps, so its first wake finds it initialised."""
+    pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up:
+    with ``asleep`` it is paused again at once, without it the pause annotations are cleared
+    and it is waited for. A new vCluster runs until ready once before it sleeps, so its first
+    wake finds it initialised."""
     from .vcluster import State
 
     name = spawner.user.name
