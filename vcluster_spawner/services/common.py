@@ -37,6 +37,16 @@ class HubService(Application):
     def start(self):
         asyncio.run(self.run())   # run(): each service's own
 
+    @classmethod
+    def main(cls, argv=None) -> int:
+        """The command line entry point. Not traitlets' ``launch_instance``: that makes the
+        service the process's singleton Application, and the hub snippets it loads call
+        ``JupyterHub.instance()`` (MultipleInstanceError)."""
+        app = cls()
+        app.initialize(argv)
+        app.start()
+        return 0
+
 
 def stop_signal() -> asyncio.Event:
     """Set on SIGINT or SIGTERM (the hub stops services with SIGINT, then SIGTERM). Explicit

@@ -196,12 +196,5 @@ class LifecycleService(HubService):
             await self.hub.close()
 
 
-def main(argv=None) -> int:
-    app = LifecycleService()
-    app.initialize(argv)
-    app.start()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(LifecycleService.main())

@@ -218,12 +218,5 @@ class ActionHandler(BaseHandler):
         self.redirect(f"{self.service.prefix}?message={quote(message)}" + ("&error=1" if error else ""))
 
 
-def main(argv=None) -> int:
-    app = StatusService()
-    app.initialize(argv)
-    app.start()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(StatusService.main())
