@@ -36,6 +36,15 @@ def find_chp() -> str:
     raise FileNotFoundError("configurable-http-proxy not found: run `make chp` (make test does)")
 
 
+
+def _hub_child() -> None:
+    """The hub's signal dispositions as a service manager gives them: a test session started as a
+    background job ignores SIGINT, the hub's services would inherit that, and the hub stops
+    them with SIGINT (third-party ones, like the idle culler, then wait out its timeouts)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    die_with_parent()
+
+
 class Hub:
     """``jupyterhub`` with VClusterSpawner against the local cluster; ``spawner_config`` is
     Python appended to the generated jupyterhub_config.py."""
@@ -106,7 +115,7 @@ class Hub:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config), "--debug"], cwd=self.workdir, env=env,
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=_hub_child)
 
         async def up():
             if self.proc.poll() is not None:
