@@ -13,7 +13,7 @@ CHP := $(CACHE)/node/chp-$(CHP_VERSION)/node_modules/.bin/configurable-http-prox
 # the hub started by tests and the demo finds configurable-http-proxy and the venv's tools here
 export PATH := $(dir $(CHP)):$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: test unit cluster binaries venv chp chromium demo clean
+.PHONY: test lint unit cluster binaries venv chp chromium demo clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] installing the Python environment in $(VENV)"
@@ -39,8 +39,12 @@ chromium:
 
 # --basetemp: our own temporary directory; in the shared /tmp/pytest-of-$USER another pytest run
 # on the machine deletes all but the newest three, hub work directories of a running test too
-test: venv binaries chp chromium
+test: lint binaries chp chromium
 	$(PY) -m pytest --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml; make test runs it first
+lint: venv
+	$(VENV)/bin/ruff check .
 
 demo: venv binaries chp
 	$(PY) demo/run.py

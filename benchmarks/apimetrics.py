@@ -77,7 +77,7 @@ class Snapshot:
     all_requests: dict[tuple[str, str], float] = field(default_factory=dict)  # (verb, resource) -> all clients
     long_running: dict[str, float] = field(default_factory=dict)         # verb -> open long-running requests
 
-    def minus(self, before: "Snapshot") -> dict:
+    def minus(self, before: Snapshot) -> dict:
         """Counters since ``before``; gauges (open long-running requests) as now."""
         hub = {v: self.hub.get(v, 0) - before.hub.get(v, 0) for v in VERBS}
         by_verb: dict[str, float] = defaultdict(float)

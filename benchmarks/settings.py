@@ -26,7 +26,7 @@ class Settings:
     out: Path = field(default=RESULTS)
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "Settings":
+    def from_env(cls, env=os.environ) -> Settings:
         d = cls()
         return cls(
             runs=int(env.get("BENCH_RUNS", d.runs)),

@@ -80,7 +80,7 @@ class Bench:
 
     @classmethod
     async def create(cls, cluster: ClusterState, kube: client.ApiClient, settings: Settings, workdir: Path,
-                     cleanup: bool) -> "Bench":
+                     cleanup: bool) -> Bench:
         return cls(cluster, await hub_identity(cluster, kube), kube, ApiServerMetrics(cluster), settings,
                    workdir, cleanup)
 
@@ -144,7 +144,7 @@ async def sequential(bench: Bench, kind: str, log=print) -> dict:
         for i in range(bench.settings.runs):
             s = await measured_spawn(bench, hub, user, kind)
             spawns.append(s)
-            log(f"  {kind} {i + 1}/{bench.settings.runs}: {'%.2f s' % s['total'] if s['ok'] else s['error']}")
+            log(f"  {kind} {i + 1}/{bench.settings.runs}: {format(s['total'], '.2f') + ' s' if s['ok'] else s['error']}")
             stops.append(await measured_stop(bench, hub, user))
         await bench.remove_users(hub, [user], always=True)
     finally:
@@ -195,7 +195,7 @@ async def concurrency_level(bench: Bench, n: int, log=print) -> dict:
         before_stop = await bench.metrics.snapshot()
         stop_results = await asyncio.gather(*(stop(hub, r.user) for r in ok))
         after_stop = await bench.metrics.snapshot()
-        for r, s in zip(ok, stop_results):
+        for r, s in zip(ok, stop_results, strict=True):
             s["hub_seconds"] = hub_instants(hub.log_path, r.user, s.pop("requested"))[1].get("stop_done")
         await bench.remove_users(hub, users)
     finally:

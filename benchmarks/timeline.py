@@ -114,7 +114,7 @@ class Observer:
         self._tasks: list[asyncio.Task] = []
         self._watching = asyncio.Event()
 
-    async def __aenter__(self) -> "Observer":
+    async def __aenter__(self) -> Observer:
         self._tasks.append(asyncio.create_task(self._watch_pods()))
         await asyncio.wait_for(self._watching.wait(), 30)
         if self.vcluster:

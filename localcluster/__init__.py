@@ -8,6 +8,6 @@ run as real processes on a loopback pod IP; pods whose image cannot run are simu
 Entry points: ``python -m localcluster up|down|status|env`` and :class:`LocalCluster`.
 """
 
-from .cluster import LocalCluster, ClusterState
+from .cluster import ClusterState, LocalCluster
 
 __all__ = ["LocalCluster", "ClusterState"]

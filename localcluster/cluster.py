@@ -41,7 +41,7 @@ class ClusterState:
     pod_cidr: str
 
     @classmethod
-    def read(cls, state_dir: Path) -> "ClusterState":
+    def read(cls, state_dir: Path) -> ClusterState:
         data = json.loads((state_dir / STATE_FILE).read_text())
         return cls(Path(data["state_dir"]), data["server"], Path(data["admin_kubeconfig"]),
                    Path(data["binaries"]), data["pid"], data["service_cidr"], data["pod_cidr"])

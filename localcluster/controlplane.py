@@ -14,6 +14,7 @@ from . import pki
 from .kube import write_kubeconfig
 from .processes import ManagedProcess, ProcessGroup, free_port, wait_for
 
+
 def loopback_ranges() -> tuple[str, str]:
     """(service CIDR, pod CIDR) for one cluster: /16s of 127.0.0.0/8, drawn at random so that
     clusters running side by side (a test starting a second one) do not share addresses.

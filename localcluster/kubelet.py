@@ -94,7 +94,7 @@ class LocalKubelet:
             pvc = await self.core.read_namespaced_persistent_volume_claim(claim, namespace)
         except ApiException as e:
             if e.status == 404:
-                raise podspec.PodSpecError(f"persistentvolumeclaim {claim!r} not found")
+                raise podspec.PodSpecError(f"persistentvolumeclaim {claim!r} not found") from None
             raise
         if pvc.status.phase != "Bound" or not pvc.spec.volume_name:
             raise podspec.PodSpecError(f"persistentvolumeclaim {claim!r} is not bound yet")
@@ -118,7 +118,7 @@ class LocalKubelet:
         try:
             result = await self.core.create_namespaced_service_account_token(sa, pod["metadata"]["namespace"], request)
         except ApiException as e:
-            raise podspec.PodSpecError(f"token for serviceaccount {sa!r}: {e.reason}")
+            raise podspec.PodSpecError(f"token for serviceaccount {sa!r}: {e.reason}") from None
         return result.status.token
 
     async def probe(self, kind: str, ip: str, port: int, path: str | None) -> bool:

@@ -55,7 +55,7 @@ class CertificateAuthority:
         self.key = key
 
     @classmethod
-    def create(cls, common_name: str) -> "CertificateAuthority":
+    def create(cls, common_name: str) -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
@@ -80,7 +80,7 @@ class CertificateAuthority:
         return cls(cert, key)
 
     @classmethod
-    def load(cls, cert_path: Path, key_path: Path) -> "CertificateAuthority":
+    def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         return cls(cert, key)

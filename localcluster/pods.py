@@ -106,7 +106,7 @@ class ContainerRuntime:
 
 @dataclass
 class PodWorker:
-    kubelet: "LocalKubelet"
+    kubelet: LocalKubelet
     namespace: str
     name: str
     uid: str

@@ -61,11 +61,11 @@ class ImageMap:
     source: str = "<inline>"
 
     @classmethod
-    def load(cls, path: Path) -> "ImageMap":
+    def load(cls, path: Path) -> ImageMap:
         return cls.parse(yaml.safe_load(path.read_text()) or [], source=str(path))
 
     @classmethod
-    def parse(cls, doc: list, source: str = "<inline>") -> "ImageMap":
+    def parse(cls, doc: list, source: str = "<inline>") -> ImageMap:
         rules = []
         for i, entry in enumerate(doc):
             if not isinstance(entry, dict) or "image" not in entry:

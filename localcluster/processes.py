@@ -31,7 +31,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "ManagedProcess":
+    async def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(

@@ -49,7 +49,7 @@ class Hub:
     """``jupyterhub`` with VClusterSpawner against the local cluster; ``spawner_config`` is
     Python appended to the generated jupyterhub_config.py."""
 
-    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: "Hub | None" = None,
+    def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: Hub | None = None,
                  snippets: tuple[str, ...] = (), kubeconfig: Path | None = None):
         """``restart_of``: a stopped hub whose database, ports and token this one takes over.
         ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
@@ -106,7 +106,7 @@ class Hub:
                f"load_config_d(c, {str(CONFIG_D)!r}, {tuple(self.snippets)!r})\n" if self.snippets else ""))
         return config
 
-    async def start(self) -> "Hub":
+    async def start(self) -> Hub:
         config = self.write_config()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "HELM_CACHE_HOME": str(self.workdir / "helm-cache"),

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.hub
 async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_path):
     out = tmp_path / "results"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks", "run", cwd=Path(__file__).resolve().parent.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable, "-m", "benchmarks", "run", cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "LOCALCLUSTER_REUSE": str(cluster.state_dir), "BENCH_RUNS": "1", "BENCH_CONCURRENCY": "2",
              "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
              "BENCH_WORKDIR": str(tmp_path / "work")})

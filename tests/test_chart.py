@@ -34,7 +34,8 @@ MATRIX = {
     "traefik": {**ROUTES, "routes": {"kind": "traefik", "controller": {"namespace": "traefik"}}},
     "apisix": {**ROUTES, "routes": {"kind": "apisix"}},
     "rbac-only": {"config": {"create": False}, "networkPolicy": {"enabled": False}, "rbac": {"extraRules": [
-        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]}},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]}},
     "config-only": {"rbac": {"create": False}, "spawner": {"vclusterMode": "static", "stopAction": "",
                                                            "homeStorageClass": "nfs-rwx"}},
 }

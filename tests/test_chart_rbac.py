@@ -23,8 +23,16 @@ from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL
 from vcluster_spawner.translate import host_name
 
-from .chart_support import (CHART, allowed, rule_permissions, run_helm, service_account_kubeconfig, values_file,
-                            wait_authorized, write_chart_config)
+from .chart_support import (
+    CHART,
+    allowed,
+    rule_permissions,
+    run_helm,
+    service_account_kubeconfig,
+    values_file,
+    wait_authorized,
+    write_chart_config,
+)
 from .hub import Hub
 from .vclusters import CHART as VCLUSTER_CHART
 

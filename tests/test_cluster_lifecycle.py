@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from kubernetes_asyncio import client
 
 from localcluster.kube import api_client

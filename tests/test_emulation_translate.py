@@ -1,7 +1,7 @@
 """Unit tests of the emulated syncer's pure translation rules (no cluster)."""
 
-from vcluster_emulation.config import VClusterConfig, parse_secret_mappings
 from vcluster_emulation import translate as tr
+from vcluster_emulation.config import VClusterConfig, parse_secret_mappings
 
 
 def virtual_pod():

@@ -18,6 +18,7 @@ from vcluster_spawner.vcluster import Ref, State, Status
 
 from .hub import CONFIG_D
 
+
 def before(seconds: float) -> datetime.datetime:
     # computed when called: the module is imported at collection, long before a test runs
     return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 import uuid
 from pathlib import Path
 
 import aiohttp
-import ssl
 import yaml
 
 from localcluster import pki

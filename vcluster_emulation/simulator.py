@@ -23,11 +23,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from localcluster.kube import api_client
+from vcluster_spawner.vcluster import read_or_none
 
 from .config import VClusterConfig
 from .controlplane import PORT, VirtualControlPlane
-from vcluster_spawner.vcluster import read_or_none
-
 from .syncer import StartError, Syncer
 
 log = logging.getLogger("vcluster_emulation")
