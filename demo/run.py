@@ -9,6 +9,7 @@ pod); both also die with this script if it is killed (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -22,10 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from localcluster.admission import apply_admission_policies  # noqa: E402
+from localcluster.kube import api_client  # noqa: E402
 from localcluster.launch import start_cluster  # noqa: E402
 from localcluster.processes import die_with_parent, free_port  # noqa: E402
 
 STATE = ROOT / ".demo"
+
+
+async def apply_policies(cluster) -> None:
+    async with await api_client(cluster.admin_kubeconfig) as api:
+        await apply_admission_policies(api, cluster)
 
 
 def say(message: str) -> None:
@@ -102,6 +110,8 @@ def main() -> int:
     try:
         say("starting the local Kubernetes cluster with the vCluster emulation")
         cluster_proc, cluster = start_cluster(STATE / "cluster", ("vcluster_emulation",), new_session=True)
+        say("applying the chart's admission policies (users' namespaces guarded as in production)")
+        asyncio.run(apply_policies(cluster))
         ports = {"DEMO_PORT": port_or_free(int(os.environ.get("DEMO_PORT", 8000))),
                  "DEMO_HUB_PORT": free_port(), "DEMO_PROXY_API_PORT": free_port(), "DEMO_STATUS_PORT": free_port()}
         env = {**os.environ, **{k: str(v) for k, v in ports.items()},

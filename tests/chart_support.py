@@ -111,13 +111,14 @@ def rule_permissions(rule: dict):
                 yield verb, res, group, sub
 
 
-async def wait_authorized(kube, user: str, permissions, want: bool, timeout: float = 20) -> None:
+async def wait_authorized(kube, user: str, permissions, want: bool, timeout: float = 20,
+                          namespace: str = "default") -> None:
     """RBAC changes reach the authorizer through a watch: wait until it answers ``want`` for
-    every permission."""
+    every permission (in ``namespace``, for namespaced resources)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        answers = [await allowed(kube, user, verb, res, group, "default", sub) for verb, res, group, sub in permissions]
+        answers = [await allowed(kube, user, verb, res, group, namespace, sub) for verb, res, group, sub in permissions]
         if all(a == want for a in answers):
             return
         if loop.time() > deadline:

@@ -12,6 +12,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster import ClusterState
+from localcluster.admission import apply_admission_policies
 from localcluster.kube import api_client
 from localcluster.launch import start_cluster
 
@@ -38,7 +39,9 @@ def cluster() -> ClusterState:
 
 @pytest.fixture(scope="session")
 async def kube(cluster) -> client.ApiClient:
+    """Cluster admin; the chart's admission policies are in force (localcluster/admission.py)."""
     api = await api_client(cluster.admin_kubeconfig)
+    await apply_admission_policies(api, cluster)
     yield api
     await api.close()
 

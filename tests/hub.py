@@ -13,8 +13,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import quote as url_quote
 
 import aiohttp
+import yarl
 
 from localcluster import ClusterState
 from localcluster.processes import die_with_parent, free_port, wait_for
@@ -24,6 +26,11 @@ from .vclusters import CHART
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_D = ROOT / "jupyterhub_config.d"
 NOTEBOOK_IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"
+
+
+def quote(name: str) -> str:
+    """A user or server name in an API path, escaped as the hub escapes it."""
+    return url_quote(name, safe="@~")
 
 
 def find_chp() -> str:
@@ -137,8 +144,9 @@ class Hub:
             subprocess.run(["pkill", "-f", f"--api-port {self.proxy_api_port}"], check=False)
 
     async def request(self, method: str, url: str, body=None, timeout: float = 60) -> tuple[int, object]:
+        """``url`` is sent as it is (already escaped, as the hub gives user URLs)."""
         async with aiohttp.ClientSession() as http:
-            async with http.request(method, url, json=body, headers={"Authorization": f"token {self.token}"},
+            async with http.request(method, yarl.URL(url, encoded=True), json=body, headers={"Authorization": f"token {self.token}"},
                                     allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 text = await r.text()
                 try:
@@ -150,11 +158,11 @@ class Hub:
         return await self.request(method, f"{self.url}/hub/api{path}", body, timeout)
 
     async def add_user(self, name: str) -> None:
-        status, body = await self.api("POST", f"/users/{name}")
+        status, body = await self.api("POST", f"/users/{quote(name)}")
         assert status in (201, 409), body
 
     def server_path(self, user: str, server: str = "") -> str:
-        return f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+        return f"/users/{quote(user)}/servers/{quote(server)}" if server else f"/users/{quote(user)}/server"
 
     async def start_server(self, user: str, server: str = "", options: dict | None = None,
                            timeout: float = 300) -> dict:
@@ -191,7 +199,7 @@ class Hub:
         assert status in (202, 204), (status, body)
 
         async def stopped():
-            _, model = await self.api("GET", f"/users/{user}")
+            _, model = await self.api("GET", f"/users/{quote(user)}")
             s = (model.get("servers") or {}).get(server)
             return s is None
         await wait_for(stopped, timeout=timeout, what=f"server {user}/{server!r} stopped")
@@ -219,5 +227,5 @@ class Hub:
         return http
 
     async def user_model(self, user: str) -> dict:
-        _, model = await self.api("GET", f"/users/{user}")
+        _, model = await self.api("GET", f"/users/{quote(user)}")
         return model

@@ -19,8 +19,10 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from localcluster.kube import api_client
 from localcluster.processes import wait_for
-from vcluster_spawner.home import HOME_NAMESPACE_LABEL
+from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
+from vcluster_spawner.ownership import hub_role_binding
 from vcluster_spawner.translate import host_name
 
 from .chart_support import (
@@ -39,9 +41,12 @@ from .vclusters import CHART as VCLUSTER_CHART
 pytestmark = [pytest.mark.chart, pytest.mark.hub]
 
 RELEASE = "vcs"
+HUB_ROLE, NAMESPACE_ROLE = f"{RELEASE}-hub", f"{RELEASE}-hub-namespace"
 RUN = uuid.uuid4().hex[:4]   # user names unique per run: a reused cluster has old users' leftovers
+STORE = f"s3-{RUN}"          # the operator's namespace of S3 credentials (rbac.secretNamespaces)
 CHART_VALUES = {
     "hub": {"serviceAccount": {"create": True}},
+    "rbac": {"secretNamespaces": [STORE]},
     "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(VCLUSTER_CHART),
                 "externalApiHostTemplate": "{username}.vc.example.org"},
     "routes": {"kind": "ingress-nginx", "controller": {"namespace": "ingress-nginx"}},
@@ -57,25 +62,30 @@ class Setup:
         self.rbac = client.RbacAuthorizationV1Api(kube)
         self.core = client.CoreV1Api(kube)
         self.hub: Hub | None = None
-        self.rules: list[dict] = []
+        self.rules: dict[str, list[dict]] = {}
+        self.store = STORE
+        # where the namespace role's rules are checked: bound to the hub as in a user namespace
+        self.probe = f"probe-{RUN}"
 
     async def install(self) -> None:
-        await self.core.create_namespace({"metadata": {"name": self.namespace}})
+        # S3 credentials are copied from a host Secret the operator keeps in another namespace
+        for namespace in (self.namespace, self.store, self.probe):
+            await self.core.create_namespace({"metadata": {"name": namespace}})
         run_helm("install", RELEASE, str(CHART), "--namespace", self.namespace, "--wait",
                  "--values", str(values_file(CHART_VALUES, self.workdir)), home=self.workdir / "helm-admin",
                  kubeconfig=self.cluster.admin_kubeconfig)
         self.kubeconfig = await service_account_kubeconfig(self.kube, self.cluster, self.namespace, "hub",
                                                            self.workdir / "hub.kubeconfig")
-        self.rules = (await self.rbac.read_cluster_role(f"{RELEASE}-hub")).rules
-        self.rules = [self.rbac.api_client.sanitize_for_serialization(r) for r in self.rules]
+        for role in (HUB_ROLE, NAMESPACE_ROLE):
+            rules = (await self.rbac.read_cluster_role(role)).rules
+            self.rules[role] = [self.rbac.api_client.sanitize_for_serialization(r) for r in rules]
+        await self.rbac.create_namespaced_role_binding(self.probe, hub_role_binding(
+            NAMESPACE_ROLE, f"{self.namespace}/hub"))
         # a vCluster chart one version newer: `helm upgrade` then patches every object (labels)
         self.bumped = self.workdir / "vcluster-0.36.2"
         shutil.copytree(VCLUSTER_CHART, self.bumped)
         chart = yaml.safe_load((self.bumped / "Chart.yaml").read_text())
         (self.bumped / "Chart.yaml").write_text(yaml.safe_dump({**chart, "version": "0.36.2"}))
-        # S3 credentials are copied from a host Secret the operator keeps in another namespace
-        self.store = f"s3-{uuid.uuid4().hex[:6]}"
-        await self.core.create_namespace({"metadata": {"name": self.store}})
 
     async def hub_config(self) -> str:
         load = await write_chart_config(self.kube, RELEASE, self.namespace, self.workdir / "chart-config")
@@ -104,23 +114,19 @@ c.VClusterSpawner.profile_list = [
                                str(self.hub.workdir / "jupyterhub_config.py"), *args],
                               env=env, cwd=self.hub.workdir, capture_output=True, text=True)
 
-    async def set_rules(self, rules: list[dict]) -> None:
-        await self.rbac.patch_cluster_role(f"{RELEASE}-hub", [{"op": "replace", "path": "/rules", "value": rules}])
+    async def set_rules(self, role: str, rules: list[dict]) -> None:
+        await self.rbac.patch_cluster_role(role, [{"op": "replace", "path": "/rules", "value": rules}])
 
     async def cleanup_user(self, user: str) -> None:
         """Admin removes whatever a (failed) lifecycle left: namespace, the syncer's cluster
         objects (helm's, not in the namespace), home volume."""
         ns = f"vc-{user}"
-        for delete in (self.rbac.delete_cluster_role_binding, self.rbac.delete_cluster_role):
-            try:
-                await delete(f"vc-{ns}-v-{ns}")
-            except client.ApiException as e:
-                assert e.status == 404, e
         try:
             await self.core.delete_namespace(ns)
         except client.ApiException as e:
             assert e.status == 404, e
-        for pv in (await self.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}={ns}")).items:
+        for pv in [pv for label in (HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL)
+                   for pv in (await self.core.list_persistent_volume(label_selector=f"{label}={ns}")).items]:
             await self.core.patch_persistent_volume(pv.metadata.name, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}})
             await self.core.delete_persistent_volume(pv.metadata.name)
 
@@ -133,17 +139,13 @@ async def setup(cluster, kube, tmp_path_factory):
     yield s
     if s.hub:
         await s.hub.stop()
-    for ns in (s.store, s.namespace):
+    run_helm("uninstall", RELEASE, "--namespace", s.namespace, home=s.workdir / "helm-admin",
+             kubeconfig=s.cluster.admin_kubeconfig, check=False)
+    for ns in (s.store, s.probe, s.namespace):
         try:
             await s.core.delete_namespace(ns)
         except client.ApiException:
             pass
-    for name in (f"{RELEASE}-hub",):
-        for delete in (s.rbac.delete_cluster_role_binding, s.rbac.delete_cluster_role):
-            try:
-                await delete(name)
-            except client.ApiException:
-                pass
 
 
 # ---- the lifecycle, step by step; each step checks its outcome on the host as admin ----------
@@ -177,8 +179,8 @@ async def _statefulset(s: Setup, user: str):
         raise
 
 
-async def _home(s: Setup, user: str) -> list:
-    return (await s.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}=vc-{user}")).items
+async def _home(s: Setup, user: str, label: str = HOME_NAMESPACE_LABEL) -> list:
+    return (await s.core.list_persistent_volume(label_selector=f"{label}=vc-{user}")).items
 
 
 async def step_start(s: Setup, user: str, memo: dict) -> None:
@@ -277,7 +279,9 @@ async def step_remove_user(s: Setup, user: str, memo: dict) -> None:
             return e.status == 404
     # deletion under way is enough (delete-home waits for the rest)
     await _eventually(namespace_deleting, 10, f"namespace vc-{user} being deleted")
-    assert [pv.metadata.name for pv in await _home(s, user)] == [memo["home"]]
+    # kept, and retired: a newcomer with the same name does not get it
+    assert [pv.metadata.name for pv in await _home(s, user, RETIRED_HOME_LABEL)] == [memo["home"]]
+    assert not await _home(s, user)
 
 
 async def step_delete_home(s: Setup, user: str, memo: dict) -> None:
@@ -286,7 +290,7 @@ async def step_delete_home(s: Setup, user: str, memo: dict) -> None:
         raise StepFailed(f"delete-home: {done.stdout} {done.stderr}")
 
     async def deleted():
-        return not await _home(s, user)
+        return not await _home(s, user, RETIRED_HOME_LABEL)
     await _eventually(deleted, 60, "the home volume deleted by its provisioner")
 
 
@@ -319,6 +323,50 @@ async def test_the_spawner_runs_every_lifecycle_as_the_charts_service_account(se
     print(f"full lifecycle as the chart's ServiceAccount: {time.monotonic() - started:.0f} s")
 
 
+@pytest.mark.security
+async def test_the_hubs_identity_is_confined_to_the_namespaces_it_made(setup):
+    """A compromised hub (or status page, or lifecycle service: same ServiceAccount) tries to
+    become cluster-admin: every attempt is refused by RBAC or by the hub-confinement policy."""
+    s = setup
+    for verb, resource, namespace, sub in [("get", "secrets", "kube-system", ""), ("list", "secrets", "", ""),
+                                           ("create", "pods", "kube-system", ""), ("create", "pods", "default", ""),
+                                           ("create", "pods", "kube-system", "exec"),
+                                           ("escalate", "clusterroles", "", "")]:
+        group = "rbac.authorization.k8s.io" if resource == "clusterroles" else ""
+        assert not await allowed(s.kube, s.user, verb, resource, group, namespace, sub), (verb, resource, namespace, sub)
+    async with await api_client(s.kubeconfig) as hub_api:
+        core, rbac = client.CoreV1Api(hub_api), client.RbacAuthorizationV1Api(hub_api)
+        bystander = f"bystander-{RUN}"
+        await s.core.create_namespace({"metadata": {"name": bystander}})
+        attacks = {
+            # RBAC allows creating RoleBindings anywhere (the first one in a new user namespace) and
+            # binding the namespace role: in kube-system that would be its Secrets and pods
+            "bind itself in kube-system": rbac.create_namespaced_role_binding(
+                "kube-system", hub_role_binding(NAMESPACE_ROLE, f"{s.namespace}/hub")),
+            "label kube-system as its own": core.patch_namespace(
+                "kube-system", {"metadata": {"labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"}}}),
+            "delete a namespace it did not make": core.delete_namespace(bystander),
+            "make a namespace without Pod Security": core.create_namespace({"metadata": {
+                "name": f"nopss-{RUN}", "labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"}}}),
+            "make a privileged namespace": core.create_namespace({"metadata": {"name": f"priv-{RUN}", "labels": {
+                "app.kubernetes.io/managed-by": "vcluster-spawner", "pod-security.kubernetes.io/enforce": "privileged"}}}),
+            "read a Secret in kube-system": core.list_namespaced_secret("kube-system"),
+            "run a pod in default": core.create_namespaced_pod("default", {"metadata": {"name": "x"}, "spec": {
+                "containers": [{"name": "x", "image": "python:3.11"}]}}),
+        }
+        outcomes = {}
+        for name, attack in attacks.items():
+            try:
+                await attack
+                outcomes[name] = "ALLOWED"
+            except client.ApiException as e:
+                outcomes[name] = e.status
+        assert outcomes == {name: 403 for name in attacks}, outcomes
+    assert (await s.core.read_namespace(bystander)).metadata.deletion_timestamp is None
+    assert "app.kubernetes.io/managed-by" not in ((await s.core.read_namespace("kube-system")).metadata.labels or {})
+    await s.core.delete_namespace(bystander)
+
+
 def _strip(rules: list[dict], resources: set[str], verbs: set[str]) -> list[dict]:
     out = []
     for rule in rules:
@@ -330,8 +378,7 @@ def _strip(rules: list[dict], resources: set[str], verbs: set[str]) -> list[dict
     return out
 
 
-HELM_ONLY = {"serviceaccounts", "resourcequotas", "limitranges", "roles", "rolebindings", "clusterroles",
-             "clusterrolebindings"}
+HELM_ONLY = {"serviceaccounts", "resourcequotas", "limitranges", "roles", "rolebindings"}
 # verbs that only a late step uses, each group proven on its own (a whole rule's removal fails
 # already at the start)
 VERB_CASES = [
@@ -344,33 +391,38 @@ VERB_CASES = [
 ]
 
 
-def removal_cases(rules: list[dict]) -> list[tuple[str, list[dict], list]]:
+def removal_cases(roles: dict[str, list[dict]]) -> list[tuple[str, str, list[dict], list]]:
+    """(label, role, the role's rules without it, the permissions removed), for every rule of
+    both roles and the verb groups above."""
     cases = []
-    for i, rule in enumerate(rules):
-        label = f"rule {i} {','.join(rule['resources'])}"
-        cases.append((label, rules[:i] + rules[i + 1:], list(rule_permissions(rule))))
-    for label, resources, verbs in VERB_CASES:
-        removed = [p for r in rules if resources & set(r["resources"]) for p in rule_permissions(r)
-                   if p[0] in verbs and p[1] in {x.split("/")[0] for x in resources}]
-        cases.append((label, _strip(rules, resources, verbs), removed))
+    for role, rules in roles.items():
+        for i, rule in enumerate(rules):
+            label = f"{role} rule {i} {','.join(rule['resources'])}"
+            cases.append((label, role, rules[:i] + rules[i + 1:], list(rule_permissions(rule))))
+        for label, resources, verbs in VERB_CASES:
+            removed = [p for r in rules if resources & set(r["resources"]) for p in rule_permissions(r)
+                       if p[0] in verbs and p[1] in {x.split("/")[0] for x in resources}]
+            if removed:
+                cases.append((f"{role}: {label}", role, _strip(rules, resources, verbs), removed))
     return cases
 
 
-async def test_removing_any_rule_of_the_cluster_role_breaks_a_lifecycle_step(setup):
+async def test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step(setup):
     s = setup
     results = []
-    full = s.rules
     only = os.environ.get("CHART_RBAC_CASES")   # a substring, to rerun some cases by hand
-    for n, (label, rules, removed) in enumerate(removal_cases(full)):
+    for n, (label, role, rules, removed) in enumerate(removal_cases(s.rules)):
         if only and only not in label:
             continue
         started = time.monotonic()
-        await s.set_rules(rules)
-        # what the removal takes away that no other rule grants: the authorizer must deny it
-        still = [p for p in removed if any(p in list(rule_permissions(r)) for r in rules)]
+        await s.set_rules(role, rules)
+        # what the removal takes away that no other rule (of either role) grants: the authorizer
+        # must deny it where the hub works, in a namespace bound like a user's
+        others = rules + [r for other, all_rules in s.rules.items() if other != role for r in all_rules]
+        still = [p for p in removed if any(p in list(rule_permissions(r)) for r in others)]
         gone = [p for p in removed if p not in still]
         assert gone, f"{label}: every permission of it is also granted by another rule (redundant)"
-        await wait_authorized(s.kube, s.user, gone, False)
+        await wait_authorized(s.kube, s.user, gone, False, namespace=s.probe)
         user = f"lp{n}x{RUN}"
         log_start = s.hub.log_path.stat().st_size if s.hub else 0
         try:
@@ -381,8 +433,8 @@ async def test_removing_any_rule_of_the_cluster_role_breaks_a_lifecycle_step(set
             if failed:   # failed because of the missing permission, not something else
                 assert "forbidden" in evidence.lower(), (label, failed, message[-600:])
         finally:
-            await s.set_rules(full)
-            await wait_authorized(s.kube, s.user, gone, True)
+            await s.set_rules(role, s.rules[role])
+            await wait_authorized(s.kube, s.user, gone, True, namespace=s.probe)
             await s.cleanup_user(user)
         elapsed = time.monotonic() - started
         results.append((label, failed, elapsed, message[:160]))

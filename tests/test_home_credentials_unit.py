@@ -10,9 +10,17 @@ from kubernetes_asyncio.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpe
 from traitlets import TraitError
 
 from vcluster_spawner import credentials
-from vcluster_spawner.home import (HomeSpec, claim_ref_fix, home_host_claim_name, ownership_patch,
-                                   provisioning_claim, validate_access_modes, virtual_home_claim)
+from vcluster_spawner.home import (
+    HomeSpec,
+    claim_ref_fix,
+    home_host_claim_name,
+    ownership_patch,
+    provisioning_claim,
+    validate_access_modes,
+    virtual_home_claim,
+)
 from vcluster_spawner.notebook import add_wiring, home_wiring, merge_wiring
+from vcluster_spawner.ownership import Owner
 from vcluster_spawner.values import computed_values
 from vcluster_spawner.vcluster import Ref
 
@@ -43,14 +51,15 @@ def test_claim_ref_fix_reserves_the_volume_and_drops_only_a_stale_uid():
     assert claim_ref_fix(reserved, "vc-alice", "home-x-default-x-vc-alice", None) is None
 
 
-PROVISIONING_NAME = provisioning_claim(SPEC, REF, "alice")["metadata"]["name"]
+PROVISIONING_NAME = provisioning_claim(SPEC, REF, Owner("alice"))["metadata"]["name"]
 
 
-def test_ownership_is_one_write_with_retain_and_the_label():
-    patch = ownership_patch(REF, "Alice Ü")
+def test_ownership_is_one_write_with_retain_the_label_and_the_owner():
+    patch = ownership_patch(REF, Owner("Alice Ü", "2026-12-01T10:00:00.000001Z"))
     assert patch["spec"] == {"persistentVolumeReclaimPolicy": "Retain"}
     assert patch["metadata"]["labels"]["hub.jupyter.org/home-namespace"] == "vc-alice"
-    assert patch["metadata"]["annotations"]["hub.jupyter.org/username"] == "Alice Ü"
+    assert patch["metadata"]["annotations"] == {"hub.jupyter.org/owner": "Alice Ü",
+                                                "hub.jupyter.org/owner-created": "2026-12-01T10:00:00.000001Z"}
 
 
 def test_the_virtual_claim_names_the_volume_and_its_class_even_when_empty():
@@ -77,9 +86,11 @@ def test_credentials_reach_the_vcluster_by_explicit_mappings_only():
     mappings = values["sync"]["fromHost"]["secrets"]["mappings"]["byName"]
     assert mappings == {"/jupyter-kubeconfig": "work/kubeconfig", "/jupyter-s3": "work/s3-credentials"}
     assert not any(k in ("", "/*") or k.endswith("/*") for k in mappings)
-    assert "toHost" not in values["sync"]
+    # all mapped Secrets are in the vCluster's own namespace: its namespaced Role suffices
+    assert values["rbac"] == {"clusterRole": {"enabled": False}}
+    assert values["sync"]["toHost"] == {"pods": {"useSecretsForSATokens": True}}
     assert computed_values("vc-a", "vc-a", sync_service_accounts=True)["sync"]["toHost"] == {
-        "serviceAccounts": {"enabled": True}}
+        "pods": {"useSecretsForSATokens": True}, "serviceAccounts": {"enabled": True}}
 
 
 def test_external_api_host_gets_a_san_and_its_own_kubeconfig_secret():

@@ -52,7 +52,7 @@ class VClusterConfig:
     raw: dict = field(repr=False)
 
     @classmethod
-    def parse(cls, text: str, name: str, namespace: str) -> "VClusterConfig":
+    def parse(cls, text: str, name: str, namespace: str) -> VClusterConfig:
         return cls(name, namespace, yaml.safe_load(text) or {})
 
     @property
@@ -78,6 +78,14 @@ class VClusterConfig:
     @property
     def init_manifests(self) -> str:
         return _get(self.raw, "experimental.deploy.vcluster.manifests", "") or ""
+
+    @property
+    def pod_security_standard(self) -> str:
+        return _get(self.raw, "policies.podSecurityStandard", "") or ""
+
+    @property
+    def secrets_for_tokens(self) -> bool:
+        return bool(_get(self.raw, "sync.toHost.pods.useSecretsForSATokens", False))
 
     def to_host_enabled(self, kind: str) -> bool:
         return bool(_get(self.raw, f"sync.toHost.{kind}.enabled", False))

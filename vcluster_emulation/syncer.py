@@ -11,8 +11,10 @@ differently from a live deletion.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import logging
-from typing import Awaitable
+from collections.abc import Awaitable
 
 import yaml
 from kubernetes_asyncio import client, utils
@@ -34,6 +36,14 @@ COREDNS_IMAGE = "coredns/coredns:1.14.2"
 
 class StartError(Exception):
     """The control plane refuses to start (upstream exits and the pod crash-loops)."""
+
+
+class Refused(Exception):
+    """The host API server refused a synced object (admission: Pod Security, a policy); the
+    reason is on the virtual object as a Warning event ``SyncError``, as upstream records it."""
+
+
+POD_SECURITY_MODES = ("enforce", "warn")
 
 
 async def _ignore_missing(call: Awaitable) -> None:
@@ -62,11 +72,16 @@ class Syncer:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.queued: set[tuple[str, str, str]] = set()
         self.tasks: list[asyncio.Task] = []
+        self.reported: set[tuple[str, str, str, str]] = set()   # SyncError events already recorded
 
     # ---- start-up (upstream pkg/setup/controllers.go StartControllers) ----------------
 
     async def start(self) -> None:
         await self._check_from_host_namespaces()
+        if self.config.pod_security_standard:
+            # upstream pkg/controllers/podsecurity: every virtual namespace gets the standard
+            self.tasks.append(asyncio.create_task(watch_forever(
+                self.virtual.list_namespace, lambda t, o: self._label_pod_security(o), what="virtual namespaces")))
         await self._apply_init_manifests()
         await self._ensure_coredns()
         ser = self.virtual_api.sanitize_for_serialization
@@ -87,10 +102,13 @@ class Syncer:
             self.tasks.append(asyncio.create_task(watch_forever(
                 list_host, lambda t, o, k=kind: self._enqueue_host(k, ser(o)), what=f"host {kind}s",
                 namespace=self.ns, label_selector=f"{MANAGED_BY}={self.name}")))
-        if self.config.secret_mappings:
+        # only the mapped host namespaces are watched (upstream pkg/config/parse.go
+        # GetLocalCacheOptionsFromConfigMappings: a cache per mapped namespace, never cluster-wide),
+        # so mappings of the own namespace only need the namespaced Role
+        for namespace in sorted({m.host_namespace for m in self.config.secret_mappings}):
             self.tasks.append(asyncio.create_task(watch_forever(
-                self.host.list_secret_for_all_namespaces,
-                lambda t, o: self._on_host_secret_from_host(t, ser(o)), what="host secrets (fromHost)")))
+                self.host.list_namespaced_secret, lambda t, o: self._on_host_secret_from_host(t, ser(o)),
+                what=f"host secrets in {namespace} (fromHost)", namespace=namespace)))
         self.tasks.append(asyncio.create_task(self._worker()))
 
     async def stop(self) -> None:
@@ -100,6 +118,8 @@ class Syncer:
 
     async def _check_from_host_namespaces(self) -> None:
         for mapping in self.config.secret_mappings:
+            if mapping.host_namespace == self.ns:
+                continue   # its own namespace exists, and reading it would need a ClusterRole
             if await read_or_none(self.host.read_namespace, mapping.host_namespace) is None:
                 raise StartError(
                     f"sync.fromHost.secrets maps host namespace {mapping.host_namespace!r}, which does not "
@@ -144,8 +164,47 @@ class Syncer:
                 "metadata": {"name": "coredns", "labels": labels},
                 "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
                     "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "coredns", "image": COREDNS_IMAGE,
+                    # passes Pod Security "restricted" (the host namespace enforces it)
+                    "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1001,
+                                                 "seccompProfile": {"type": "RuntimeDefault"}},
+                             "containers": [{"name": "coredns", "image": COREDNS_IMAGE,
+                                             "securityContext": {"allowPrivilegeEscalation": False,
+                                                                 "capabilities": {"drop": ["ALL"]},
+                                                                 "readOnlyRootFilesystem": True},
                                              "ports": [{"containerPort": 1053, "protocol": "TCP"}]}]}}}})
+
+    async def _label_pod_security(self, namespace) -> None:
+        level = self.config.pod_security_standard
+        wanted = {f"pod-security.kubernetes.io/{mode}": level for mode in POD_SECURITY_MODES}
+        labels = namespace.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in wanted.items()) and not namespace.metadata.deletion_timestamp:
+            await _ignore_missing(self.virtual.patch_namespace(namespace.metadata.name, {"metadata": {"labels": wanted}}))
+
+    async def _create_on_host(self, create: Awaitable, vobj, kind: str):
+        """``create`` (a host create call); an admission refusal becomes a Warning event on the
+        virtual object (upstream: ``SyncError``) and ``Refused``, retried later like upstream's
+        requeue, since the tenant may change the object."""
+        try:
+            return await create
+        except ApiException as e:
+            if e.status not in (400, 403, 422):
+                raise
+            message = _status_message(e)
+            key = (kind, vobj.metadata.namespace, vobj.metadata.name, message)
+            if key not in self.reported:
+                self.reported.add(key)
+                await self._warn(vobj, kind, message)
+            raise Refused(message) from None
+
+    async def _warn(self, vobj, kind: str, message: str) -> None:
+        meta = vobj.metadata
+        await _ignore_missing(self.virtual.create_namespaced_event(meta.namespace, {
+            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+            "involvedObject": {"kind": kind, "apiVersion": "v1", "name": meta.name, "namespace": meta.namespace,
+                               "uid": meta.uid},
+            "type": "Warning", "reason": "SyncError", "message": f"Error syncing to physical cluster: {message}",
+            "source": {"component": "vcluster-syncer"}, "count": 1,
+            "firstTimestamp": _event_time(), "lastTimestamp": _event_time()}))
 
     # ---- queue --------------------------------------------------------------------------
 
@@ -175,11 +234,15 @@ class Syncer:
             self.queued.discard(key)
             try:
                 await handlers[key[0]](*key)
+            except Refused as e:
+                log.info("%s/%s: %s refused by the host: %s", self.ns, self.name, key, e)
+                asyncio.get_running_loop().call_later(10, self._enqueue, key)
             except ApiException as e:
                 if e.status == 409:  # conflict: upstream requeues after 1 s
                     asyncio.get_running_loop().call_later(1, self._enqueue, key)
                 else:
-                    log.warning("%s/%s: reconcile %s failed: %s %s", self.ns, self.name, key, e.status, e.reason)
+                    log.warning("%s/%s: reconcile %s failed: %s %s", self.ns, self.name, key, e.status,
+                                _status_message(e))
                     asyncio.get_running_loop().call_later(2, self._enqueue, key)
             except Exception:
                 log.exception("%s/%s: reconcile %s failed", self.ns, self.name, key)
@@ -253,12 +316,35 @@ class Syncer:
             workload_sa = host_name(sa, vns, self.name)
         else:
             workload_sa = self.config.workload_service_account
+        token_secret = None
+        if token is not None and self.config.secrets_for_tokens:
+            token_secret = host_name(f"{v['metadata']['name']}-sa-token", vns, self.name)
+            await self._put_token_secret(token_secret, {name: token for name in tr.token_volume_names(v)})
         body = tr.translate_pod(
             v, vcluster=self.name, host_namespace=self.ns, owner=self.owner,
             workload_sa=workload_sa, kubernetes_ip=self.kubernetes_ip,
-            dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token)
-        await self.host.create_namespaced_pod(self.ns, body)
+            dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token, token_secret=token_secret)
+        try:
+            created = await self._create_on_host(self.host.create_namespaced_pod(self.ns, body), vpod, "Pod")
+        except Refused:
+            if token_secret:   # no pod to own it
+                await _ignore_missing(self.host.delete_namespaced_secret(token_secret, self.ns))
+            raise
         self.seen.add(("pod", vns, v["metadata"]["name"]))
+        if token_secret:   # upstream SetPodAsOwner: the token goes with the host pod
+            await self.host.patch_namespaced_secret(token_secret, self.ns, {"metadata": {"ownerReferences": [{
+                "apiVersion": "v1", "kind": "Pod", "name": created.metadata.name, "uid": created.metadata.uid}]}})
+
+    async def _put_token_secret(self, name: str, tokens: dict[str, str]) -> None:
+        """A host Secret per pod with its token under each volume's name, re-created on every
+        translation (upstream pods/token/sa_token_secret.go); not labelled as synced."""
+        await _ignore_missing(self.host.delete_namespaced_secret(name, self.ns))
+        metadata = {"name": name, "namespace": self.ns, "annotations": {tr.SKIP_BACKSYNC: "true"}}
+        if self.owner:
+            metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": self.owner["name"],
+                                            "uid": self.owner["uid"]}]
+        await self.host.create_namespaced_secret(self.ns, {"metadata": metadata, "type": "Opaque",
+                                                           "stringData": tokens})
 
     async def _virtual_token(self, vpod: dict, source: dict) -> str:
         audiences = [source["audience"]] if source.get("audience") else [
@@ -331,8 +417,8 @@ class Syncer:
             elif not vpvc.metadata.deletion_timestamp:
                 # also after a restart: a new host PVC, with the old volumeName (§2.6)
                 v = self.virtual_api.sanitize_for_serialization(vpvc)
-                await self.host.create_namespaced_persistent_volume_claim(
-                    self.ns, tr.translate_pvc(v, self.name, self.ns, self.owner))
+                await self._create_on_host(self.host.create_namespaced_persistent_volume_claim(
+                    self.ns, tr.translate_pvc(v, self.name, self.ns, self.owner)), vpvc, "PersistentVolumeClaim")
                 self.seen.add(key)
         else:
             await self._delete_fake_pvs(vns, vname)
@@ -425,12 +511,12 @@ class Syncer:
                 # same cluster IP on both sides (vcluster.md §3.8)
                 await self.host.create_namespaced_service(self.ns, body)
             except ApiException as e:
-                if e.status != 422 or body["spec"].get("clusterIP") in (None, "None"):
-                    raise
+                if e.status != 422 or body["spec"].get("clusterIP") in (None, "None") or "clusterIP" not in str(e.body):
+                    await self._create_on_host(_raising(e), vsvc, "Service")
                 log.warning("%s/%s: cluster IP %s is taken on the host; service %s/%s gets another",
                             self.ns, self.name, body["spec"]["clusterIP"], vns, vname)
                 body["spec"].pop("clusterIP")
-                await self.host.create_namespaced_service(self.ns, body)
+                await self._create_on_host(self.host.create_namespaced_service(self.ns, body), vsvc, "Service")
             self.seen.add(key)
         elif hsvc is not None and self._host_leftover(key, hsvc, "Service"):
             await _ignore_missing(self.host.delete_namespaced_service(hname, self.ns))
@@ -533,3 +619,17 @@ class Syncer:
             body["type"] = vobj.type   # type is not copied on update
             await self.virtual.replace_namespaced_secret(vname, vns, body)
 
+
+def _status_message(e: ApiException) -> str:
+    try:
+        return json.loads(e.body).get("message") or e.reason
+    except (TypeError, ValueError):
+        return str(e.reason)
+
+
+def _event_time() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _raising(error: Exception):
+    raise error

@@ -132,9 +132,11 @@ def translate_service(vsvc: dict, vcluster: str, host_namespace: str, owner: dic
 
 def translate_pod(
     vpod: dict, *, vcluster: str, host_namespace: str, owner: dict | None, workload_sa: str,
-    kubernetes_ip: str, dns_ip: str, cluster_domain: str, token: str | None,
+    kubernetes_ip: str, dns_ip: str, cluster_domain: str, token: str | None, token_secret: str | None = None,
 ) -> dict:
-    """Host pod for a virtual pod (vcluster-sync.md §3.2)."""
+    """Host pod for a virtual pod (vcluster-sync.md §3.2). ``token_secret``: the host Secret
+    holding the token under each volume's name (``sync.toHost.pods.useSecretsForSATokens``,
+    upstream pods/translate/translator.go), else the token goes in an annotation."""
     vmeta, vns = vpod["metadata"], vpod["metadata"]["namespace"]
     meta = host_metadata(vpod, "Pod", vcluster, host_namespace, owner)
     owners = vmeta.get("ownerReferences") or []
@@ -158,10 +160,11 @@ def translate_pod(
     spec["hostname"] = vmeta["name"][:63].replace(".", "-").rstrip("-")
     spec.pop("subdomain", None)
     token_annotation = None
-    if token is not None:
+    if token is not None and not token_secret:
         token_annotation = TOKEN_PREFIX + random_secrets.token_hex(4)
         meta["annotations"][token_annotation] = token
-    spec["volumes"] = [_translate_volume(v, vns, vcluster, token_annotation) for v in spec.get("volumes") or []]
+    spec["volumes"] = [_translate_volume(v, vns, vcluster, token_annotation, token_secret)
+                       for v in spec.get("volumes") or []]
     for container in (spec.get("initContainers") or []) + spec["containers"]:
         env = [e for e in container.get("env") or [] if not e["name"].startswith("KUBERNETES_")]
         container["env"] = [
@@ -215,7 +218,14 @@ _DOWNWARD_FIELDS = {
 }
 
 
-def _translate_volume(volume: dict, vns: str, vcluster: str, token_annotation: str | None) -> dict:
+def token_volume_names(vpod: dict) -> list[str]:
+    """Volumes of the pod with a projected service-account token."""
+    return [v["name"] for v in vpod["spec"].get("volumes") or []
+            if any("serviceAccountToken" in s for s in (v.get("projected") or {}).get("sources") or [])]
+
+
+def _translate_volume(volume: dict, vns: str, vcluster: str, token_annotation: str | None,
+                      token_secret: str | None = None) -> dict:
     volume = copy.deepcopy(volume)
     if "persistentVolumeClaim" in volume:
         volume["persistentVolumeClaim"]["claimName"] = host_name(volume["persistentVolumeClaim"]["claimName"], vns, vcluster)
@@ -229,7 +239,10 @@ def _translate_volume(volume: dict, vns: str, vcluster: str, token_annotation: s
     elif "projected" in volume:
         sources = []
         for source in volume["projected"]["sources"]:
-            if "serviceAccountToken" in source:
+            if "serviceAccountToken" in source and token_secret:
+                sources.append({"secret": {"name": token_secret, "items": [{
+                    "key": volume["name"], "path": source["serviceAccountToken"]["path"], "mode": 0o644}]}})
+            elif "serviceAccountToken" in source:
                 if token_annotation is None:
                     continue
                 sources.append({"downwardAPI": {"items": [{

@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 from traitlets.config import Config, PyFileConfigLoader
 
+from .vcluster import NotOwned
+
 
 def _spawner(config: Config, username: str):
     from .spawner import VClusterSpawner
@@ -39,6 +41,9 @@ async def _run(args) -> int:
         spawner = _spawner(config, username)
         ref, ops = spawner.vcluster, spawner.ops
         try:
+            if args.command in ("sleep", "wake", "delete", "delete-home") and \
+                    await ops.owns_namespace(ref, spawner.owner) is False:
+                raise NotOwned(f"namespace {ref.namespace} does not belong to {username!r}; left alone")
             if args.command == "status":
                 status = await ops.status(ref)
                 since = f" since {status.since}" if status.since else ""
@@ -85,8 +90,7 @@ async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
     name = spawner.user.name
     was_asleep = (await ops.status(ref)).state == State.ASLEEP
     print(f"{name}: {'upgrading' if was_asleep else 'installing'} {ref} ({spawner.chart})", flush=True)
-    await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
-                                     **spawner.vcluster_namespace_labels})
+    await spawner.ensure_namespace(create=True)
     await ops.apply_namespace_objects(ref, spawner.rendered_namespace_objects())
     await ops.install(ref, spawner.chart, spawner.effective_values())
     if was_asleep and asleep:
@@ -111,9 +115,9 @@ async def _delete_home(spawner, ref, ops):
     await poll_until(settled, spawner.home_bind_timeout, f"namespace {ref.namespace} is still being deleted")
     existed = await read_or_none(ops.core.read_namespace, ref.namespace) is not None
     if not existed:
-        await ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner"})
+        await spawner.ensure_namespace(create=True)
     try:
-        return await spawner.homes.delete(spawner.home_spec, ref, spawner.home_bind_timeout)
+        return await spawner.homes.delete(spawner.home_spec, ref, spawner.owner, spawner.home_bind_timeout)
     finally:
         if not existed:
             await ignoring(ops.core.delete_namespace(ref.namespace), 404)

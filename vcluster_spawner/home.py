@@ -6,9 +6,11 @@ reference to Service N, so ``helm uninstall`` garbage-collects them, S§2.6; a t
 the virtual PVC deletes the host PVC), so the data must hang off something neither vCluster
 nor Helm can delete:
 
-* one cluster-scoped PV per user, found by label ``hub.jupyter.org/home-namespace=<NS>``,
-  reclaim policy ``Retain``, pre-bound by ``claimRef`` to the host PVC name vCluster will give
-  the virtual home claim, ``h(home) = home-x-<vns>-x-<N>`` (S§2.3: this also keeps other
+* one cluster-scoped PV per user, found by label ``hub.jupyter.org/home-namespace=<NS>`` and
+  owned by that user (``ownership.Owner`` annotations: a newcomer with a removed user's name
+  is refused that user's home; the removal itself retires the label), reclaim policy
+  ``Retain``, pre-bound by ``claimRef`` to the host PVC name vCluster will give the virtual
+  home claim, ``h(home) = home-x-<vns>-x-<N>`` (S§2.3: this also keeps other
   tenants from binding it, whatever ``volumeName`` they write);
 * provisioned once through ``home_storage_class`` by a short-lived host claim in the user's
   namespace, then handed over: ``Retain`` first (or the provisioner would delete the data when
@@ -32,11 +34,13 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from .ownership import MANAGED_BY, MANAGED_BY_VALUE, Owner, describe_recorded
 from .translate import host_name
 from .vcluster import Ref, VClusterError, ignoring, poll_until, read_or_none
 
 HOME_NAMESPACE_LABEL = "hub.jupyter.org/home-namespace"
-USERNAME_ANNOTATION = "hub.jupyter.org/username"
+# a removed user's kept home: out of reach of the name's next user until an admin decides
+RETIRED_HOME_LABEL = "hub.jupyter.org/retired-home-namespace"
 PROVISIONING_CLAIM = "vcluster-spawner-home"
 SKIP_TRANSLATE = "vcluster.loft.sh/skip-translate"   # no-op with PV sync off; right if it is ever on (S§2.2)
 RWX = "ReadWriteMany"
@@ -60,23 +64,31 @@ def home_host_claim_name(spec: HomeSpec, ref: Ref) -> str:
     return host_name(spec.claim_name, spec.virtual_namespace, ref.name)
 
 
-def provisioning_claim(spec: HomeSpec, ref: Ref, username: str) -> dict:
+def provisioning_claim(spec: HomeSpec, ref: Ref, owner: Owner) -> dict:
     return {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": PROVISIONING_CLAIM, "namespace": ref.namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"},
-                     "annotations": {USERNAME_ANNOTATION: username}},
+                     "labels": {MANAGED_BY: MANAGED_BY_VALUE},
+                     "annotations": owner.annotations()},
         "spec": {"storageClassName": spec.storage_class, "accessModes": list(spec.access_modes),
                  "resources": {"requests": {"storage": spec.size}}},
     }
 
 
-def ownership_patch(ref: Ref, username: str) -> dict:
-    """Labels that make the PV findable as this user's home, and Retain, in one write."""
-    return {"metadata": {"labels": {HOME_NAMESPACE_LABEL: ref.namespace,
-                                    "app.kubernetes.io/managed-by": "vcluster-spawner"},
-                         "annotations": {USERNAME_ANNOTATION: username}},
+def ownership_patch(ref: Ref, owner: Owner) -> dict:
+    """Labels that make the PV findable as this user's home, its owner, and Retain, in one write."""
+    return {"metadata": {"labels": {HOME_NAMESPACE_LABEL: ref.namespace, MANAGED_BY: MANAGED_BY_VALUE},
+                         "annotations": owner.annotations()},
             "spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+
+
+def is_owned_home(pv: dict, ref: Ref, owner: Owner) -> bool:
+    """Labelled for the namespace, Retain, and recording exactly ``owner``."""
+    metadata = pv["metadata"]
+    return (pv["spec"].get("persistentVolumeReclaimPolicy") == "Retain"
+            and (metadata.get("labels") or {}).get(HOME_NAMESPACE_LABEL) == ref.namespace
+            and owner.owns(metadata.get("annotations"))
+            and Owner.recorded(metadata.get("annotations")) == owner)
 
 
 def claim_ref_fix(pv: dict, namespace: str, claim: str, current_claim_uid: str | None) -> list[dict] | None:
@@ -115,28 +127,53 @@ class HomeVolumes:
         self.core = core
         self.storage = storage
 
-    async def find(self, ref: Ref) -> dict | None:
-        pvs = await self.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}={ref.namespace}")
-        live = [pv for pv in pvs.items if not pv.metadata.deletion_timestamp]
+    async def _labelled(self, label: str, namespace: str) -> list[dict]:
+        pvs = await self.core.list_persistent_volume(label_selector=f"{label}={namespace}")
+        return [self.core.api_client.sanitize_for_serialization(pv) for pv in pvs.items
+                if not pv.metadata.deletion_timestamp]
+
+    async def find(self, ref: Ref, owner: Owner) -> dict | None:
+        """The home volume labelled for the user's namespace. One that records another owner (a
+        removed user's, whose removal did not retire it) is refused, never handed over: that is
+        an administrator's decision (docs/install.md, "Homes of removed users"). A volume that
+        records no owner (an administrator made it for this namespace) is the user's."""
+        live = await self._labelled(HOME_NAMESPACE_LABEL, ref.namespace)
         if len(live) > 1:
             raise VClusterError(f"more than one home volume is labelled for {ref.namespace} "
-                                f"({', '.join(pv.metadata.name for pv in live)}); an administrator must remove "
+                                f"({', '.join(pv['metadata']['name'] for pv in live)}); an administrator must remove "
                                 "the label from all but one")
-        return self.core.api_client.sanitize_for_serialization(live[0]) if live else None
+        if not live:
+            return None
+        annotations = live[0]["metadata"].get("annotations")
+        if Owner.recorded(annotations) is not None and not owner.owns(annotations):
+            log.warning("home volume %s of %s is not given to %s: it belongs to %s", live[0]["metadata"]["name"],
+                        ref.namespace, owner.describe(), describe_recorded(annotations))
+            raise VClusterError(f"a home volume kept from an earlier user named {owner.name!r} exists; it is not "
+                                "yours, so it was left alone; please ask the administrators to hand it over to "
+                                "you or to delete it")
+        return live[0]
 
-    async def ensure(self, spec: HomeSpec, ref: Ref, username: str, timeout: float, report=lambda msg: None) -> dict:
-        """The user's home PV, provisioned on first use, owned (Retain) and pointed at ``h(home)``
-        with no stale uid. Safe to repeat after a crash at any step."""
-        pv = await self.find(ref)
+    async def retire(self, ref: Ref, owner: Owner) -> None:
+        """The user was removed from the hub: their kept home is relabelled so that the next
+        user with the same name gets a new one (an administrator may hand it over)."""
+        for pv in await self._labelled(HOME_NAMESPACE_LABEL, ref.namespace):
+            if owner.owns(pv["metadata"].get("annotations")):
+                await self.core.patch_persistent_volume(pv["metadata"]["name"], {"metadata": {"labels": {
+                    HOME_NAMESPACE_LABEL: None, RETIRED_HOME_LABEL: ref.namespace}}})
+                log.info("home volume %s of removed user %s kept and retired", pv["metadata"]["name"], owner.describe())
+
+    async def ensure(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float, report=lambda msg: None) -> dict:
+        """The user's home PV, provisioned on first use, owned (Retain, owner recorded) and
+        pointed at ``h(home)`` with no stale uid. Safe to repeat after a crash at any step."""
+        pv = await self.find(ref, owner)
         if pv is None:
             pv = await self._from_provisioning_claim(ref)
         if pv is None:
             report(f"Creating your home volume ({spec.size}, storage class {spec.storage_class or 'default'})")
-            pv = await self._provision(spec, ref, username, timeout)
-        elif (pv["spec"].get("persistentVolumeReclaimPolicy") != "Retain"
-              or (pv["metadata"].get("labels") or {}).get(HOME_NAMESPACE_LABEL) != ref.namespace):
-            log.warning("home volume %s of %s was not Retain; setting it", pv["metadata"]["name"], ref.namespace)
-            pv = await self._own(pv["metadata"]["name"], ref, username)
+            pv = await self._provision(spec, ref, owner, timeout)
+        elif not is_owned_home(pv, ref, owner):
+            log.warning("home volume %s of %s: setting Retain and its owner", pv["metadata"]["name"], ref.namespace)
+            pv = await self._own(pv["metadata"]["name"], ref, owner)
         await self._release_provisioning_claim(ref)
         return await self._point_at_home_claim(pv, spec, ref)
 
@@ -145,21 +182,21 @@ class HomeVolumes:
         claim = await read_or_none(self.core.read_namespaced_persistent_volume_claim, PROVISIONING_CLAIM, ref.namespace)
         if claim is None or not claim.spec.volume_name:
             return None
-        username = (claim.metadata.annotations or {}).get(USERNAME_ANNOTATION, "")
-        return await self._own(claim.spec.volume_name, ref, username)
+        owner = Owner.recorded(claim.metadata.annotations) or Owner("")
+        return await self._own(claim.spec.volume_name, ref, owner)
 
-    async def _own(self, pv_name: str, ref: Ref, username: str) -> dict:
-        pv = await self.core.patch_persistent_volume(pv_name, ownership_patch(ref, username))
+    async def _own(self, pv_name: str, ref: Ref, owner: Owner) -> dict:
+        pv = await self.core.patch_persistent_volume(pv_name, ownership_patch(ref, owner))
         return self.core.api_client.sanitize_for_serialization(pv)
 
-    async def _provision(self, spec: HomeSpec, ref: Ref, username: str, timeout: float) -> dict:
+    async def _provision(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float) -> dict:
         sc = await self._storage_class(spec.storage_class)
         if sc.volume_binding_mode == "WaitForFirstConsumer":
             raise VClusterError(f"home_storage_class {sc.metadata.name!r} binds on first consumer; home volumes "
                                 "need a class with volumeBindingMode Immediate (e.g. an NFS class)")
         spec = dataclasses.replace(spec, storage_class=sc.metadata.name)
         await ignoring(self.core.create_namespaced_persistent_volume_claim(
-            ref.namespace, provisioning_claim(spec, ref, username)), 409)
+            ref.namespace, provisioning_claim(spec, ref, owner)), 409)
 
         async def bound():
             claim = await self.core.read_namespaced_persistent_volume_claim(PROVISIONING_CLAIM, ref.namespace)
@@ -220,11 +257,17 @@ class HomeVolumes:
         await poll_until(bound, timeout, f"your home volume {pv_name} was not attached to {vns}/{name} "
                                          "(if you deleted that claim, stop every pod using it)")
 
-    async def delete(self, spec: HomeSpec, ref: Ref, timeout: float) -> str | None:
-        """Explicit admin action: delete the user's home data. The vCluster must be gone. The PV
-        is re-claimed by a host claim, set to ``Delete`` and released, so its provisioner deletes
-        the data exactly as for any released volume; returns the PV name (None: there was none)."""
-        pv = await self.find(ref)
+    async def delete(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float) -> str | None:
+        """Explicit admin action: delete the user's home data, kept or retired. The vCluster must
+        be gone. The PV is re-claimed by a host claim, set to ``Delete`` and released, so its
+        provisioner deletes the data exactly as for any released volume; returns the PV name
+        (None: there was none)."""
+        retired = [pv for pv in await self._labelled(RETIRED_HOME_LABEL, ref.namespace)
+                   if owner.owns(pv["metadata"].get("annotations"))]
+        if len(retired) > 1:
+            raise VClusterError(f"several retired home volumes of {owner.describe()} exist "
+                                f"({', '.join(pv['metadata']['name'] for pv in retired)}); delete them by hand")
+        pv = await self.find(ref, owner) or (retired[0] if retired else None)
         if pv is None:
             return None
         name = pv["metadata"]["name"]
@@ -237,7 +280,7 @@ class HomeVolumes:
             await self.core.patch_persistent_volume(name, fix)
         claim = provisioning_claim(HomeSpec(pv["spec"].get("storageClassName") or "", pv["spec"]["capacity"]["storage"],
                                             tuple(pv["spec"]["accessModes"]), spec.claim_name, spec.virtual_namespace),
-                                   ref, "")
+                                   ref, owner)
         claim["spec"]["volumeName"] = name
         await ignoring(self.core.create_namespaced_persistent_volume_claim(ref.namespace, claim), 409)
 

@@ -5,6 +5,11 @@ Kubernetes names cannot: a namespace is a DNS-1123 label (≤ 63) and a vCluster
 Helm release name and a DNS-1035 label (≤ 53, starts with a letter: Service ``N-headless``
 must be valid). Valid, distinct names come from KubeSpawner's ``safe_slug`` for the username
 and a final hash-suffixed clean-up here.
+
+Hashed and plain names never coincide: a hashed name always ends with ``--`` and 10 hex
+digits (``HASH_MARK``), and a name that ends like that is never kept as it is, so no user can
+pick a name that equals another user's hashed one. Names are not what makes a namespace
+someone's, though: ``ownership`` checks that (docs/architecture.md, "Threat model").
 """
 
 from __future__ import annotations
@@ -17,21 +22,31 @@ from kubespawner.slugs import safe_slug
 
 NAMESPACE_MAX = 63
 VCLUSTER_NAME_MAX = 53
+LABEL_VALUE_MAX = 63
 _INVALID = re.compile(r"[^a-z0-9-]+")
+HASH_MARK = re.compile(r"--[0-9a-f]{10}$")
+_HASH_LENGTH = 12   # "--" and 10 hex digits
 
 
 def dns1035_label(text: str, max_length: int) -> str:
-    """``text`` if it already is a DNS-1035 label of at most ``max_length`` characters; else a
-    cleaned-up, truncated form with 8 hex digits of its SHA-256, so different inputs stay
-    different."""
-    if len(text) <= max_length and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", text):
+    """``text`` if it already is a DNS-1035 label of at most ``max_length`` characters that does
+    not look hashed; else a cleaned-up, truncated form ending in ``--`` and 10 hex digits of its
+    SHA-256, so different inputs stay different."""
+    if (len(text) <= max_length and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", text)
+            and not HASH_MARK.search(text)):
         return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
     cleaned = _INVALID.sub("-", text.lower()).strip("-")
     if not cleaned or cleaned[0] not in string.ascii_lowercase:
         cleaned = "x-" + cleaned
-    cleaned = cleaned[: max_length - 9].rstrip("-")
-    return f"{cleaned}-{digest}"
+    cleaned = cleaned[: max_length - _HASH_LENGTH].rstrip("-")
+    return f"{cleaned}--{digest}"
+
+
+def label_value(username: str) -> str:
+    """A valid label value (≤ 63 characters of ``[a-z0-9-]``) for ``username``, distinct for
+    distinct names (KubeSpawner's ``safe_slug``); the raw name goes in an annotation."""
+    return safe_slug(username, max_length=LABEL_VALUE_MAX)
 
 
 def user_fields(username: str, userid: int | str) -> dict[str, str]:

@@ -15,7 +15,9 @@ import contextvars
 import inspect
 from typing import NamedTuple
 
+from jupyterhub.utils import isoformat
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from kubespawner.reflector import ResourceReflector
@@ -29,10 +31,10 @@ from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
 from .metrics import MeteredOps
 from .notebook import add_wiring, home_wiring, merge_wiring
+from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_labels
 from .translate import host_name
 from .values import computed_values, values_hash, vcluster_values
-from .vcluster import (Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, concurrently, ignoring,
-                       read_or_none)
+from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, concurrently, ignoring, read_or_none
 
 try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
@@ -164,8 +166,39 @@ class VClusterSpawner(KubeSpawner):
     )
     vcluster_namespace_labels = Dict(
         config=True,
-        help="Extra labels on the host namespaces the spawner creates (e.g. for NetworkPolicies "
-             "or Pod Security admission). Default: {}.",
+        help="""Extra labels on the host namespaces the spawner creates (e.g. for NetworkPolicies).
+        The spawner's own labels win: managed-by, the user, and Pod Security admission (set
+        ``pod_security_level`` for that). Default: {}.""",
+    )
+    pod_security_level = Enum(
+        list(POD_SECURITY_LEVELS), "restricted", config=True,
+        help="""Kubernetes Pod Security Standard enforced on every pod of a user's vCluster, twice:
+        by the host API server on the user's host namespace (labels
+        ``pod-security.kubernetes.io/enforce|warn|audit``, set on creation and re-asserted on
+        every start) and inside the vCluster (vCluster's ``policies.podSecurityStandard``), so a
+        violating pod is refused when the tenant creates it. Default: "restricted" (non-root, no
+        privilege escalation, all capabilities dropped, seccomp RuntimeDefault; the notebook pod
+        and the vCluster's control plane are configured to pass it).
+
+        "baseline" allows what some images need (running as root, added capabilities such as
+        CHOWN or SETUID) but also inline ``nfs``/``iscsi``/``cephfs`` volumes and root in the
+        container: with it, the chart's admission policy (docs/install.md, "Isolation") is the
+        only thing between a tenant and a volume of another user's NFS export. Never
+        "privileged": a privileged pod is root on the node.""",
+    )
+    hub_namespace_role = Unicode(
+        "", config=True,
+        help="""ClusterRole that gives the hub its rights inside each user's host namespace,
+        bound there (RoleBinding ``vcluster-spawner-hub``) to ``hub_service_account`` when the
+        spawner creates the namespace, and re-bound on every start if missing. The chart ships
+        it (``<release>-hub-namespace``) so that the hub holds no cluster-wide rights on Secrets,
+        Pods or exec (docs/install.md, "RBAC"). "" = no binding: the hub's identity already has
+        the rights (a cluster admin's, as in the tests). Default: "".""",
+    )
+    hub_service_account = Unicode(
+        "", config=True,
+        help="""The hub's ServiceAccount as "namespace/name", the subject of the RoleBinding made
+        for ``hub_namespace_role``. Default: "" (no binding).""",
     )
     virtual_namespace = Unicode(
         "default", config=True,
@@ -301,6 +334,35 @@ class VClusterSpawner(KubeSpawner):
     def _default_service_account(self):
         return "notebook"
 
+    # the notebook pod passes Pod Security "restricted" (pod_security_level): the image's
+    # non-root user (uid 1000, gid 100 in the Jupyter Docker Stacks), nothing more
+    @default("uid")
+    def _default_uid(self):
+        return 1000
+
+    @default("gid")
+    def _default_gid(self):
+        return 100
+
+    @default("fs_gid")
+    def _default_fs_gid(self):
+        return 100
+
+    @default("pod_security_context")
+    def _default_pod_security_context(self):
+        return {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+    @default("container_security_context")
+    def _default_container_security_context(self):
+        return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+    @validate("hub_service_account")
+    def _validate_hub_service_account(self, proposal):
+        value = proposal["value"]
+        if value and (value.count("/") != 1 or not all(value.split("/"))):
+            raise TraitError(f"hub_service_account must be \"namespace/name\", got {value!r}")
+        return value
+
     @default("working_dir")
     def _default_working_dir(self):
         return self.home_mount_path if self.home_enabled else None
@@ -345,6 +407,24 @@ class VClusterSpawner(KubeSpawner):
     def home_spec(self) -> HomeSpec:
         return HomeSpec(self.home_storage_class, self.home_size, tuple(self.home_access_modes),
                         self.home_claim_name, self.virtual_namespace)
+
+    @property
+    def owner(self) -> Owner:
+        """This user as recorded on the namespace and home volume they own (ownership.py)."""
+        return Owner(self.user.name, isoformat(getattr(self.user, "created", None)) or "")
+
+    def namespace_labels(self) -> dict[str, str]:
+        return namespace_labels(self.owner, self.pod_security_level, self.vcluster_namespace_labels)
+
+    @property
+    def hub_binding(self) -> dict | None:
+        if not (self.hub_namespace_role and self.hub_service_account):
+            return None
+        return hub_role_binding(self.hub_namespace_role, self.hub_service_account)
+
+    async def ensure_namespace(self, *, create: bool) -> None:
+        await self.ops.ensure_namespace(self.vcluster, self.owner, self.namespace_labels(), create=create,
+                                        hub_binding=self.hub_binding)
 
     def _lock(self) -> asyncio.Lock:
         return self._locks.setdefault(self.vcluster, asyncio.Lock())
@@ -421,7 +501,8 @@ class VClusterSpawner(KubeSpawner):
     def effective_values(self) -> dict:
         return vcluster_values(self.vcluster_values, computed_values(
             self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=self.external_api_host,
-            external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host))
+            external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host,
+            pod_security_level=self.pod_security_level))
 
     @property
     def external_api_host(self) -> str:
@@ -482,6 +563,8 @@ class VClusterSpawner(KubeSpawner):
             pending = self._stop_actions.pop(ref, None)
             if pending:
                 pending.cancel()
+            # first of all: nothing of a namespace that is not this user's is read or touched
+            await self.ensure_namespace(create=self.vcluster_mode == "dynamic")
             # before the state is read: the lifecycle service (another process) then either
             # sees this start in the hub or loses its conditional sleep/delete
             await self.ops.claim(ref)
@@ -496,9 +579,6 @@ class VClusterSpawner(KubeSpawner):
                 if status.state == State.ABSENT or wanted != self._values_hash:
                     verb = "Creating" if status.state == State.ABSENT else "Updating"
                     self._phase(10, f"{verb} your virtual cluster {ref.name}")
-                    await self.ops.ensure_namespace(ref, {"app.kubernetes.io/managed-by": "vcluster-spawner",
-                                                          "hub.jupyter.org/username": self.user.name[:63],
-                                                          **self.vcluster_namespace_labels})
                     await self.ops.install(ref, self.chart, values)
                     self._values_hash = wanted
                     status = await self.ops.status(ref)
@@ -530,7 +610,7 @@ class VClusterSpawner(KubeSpawner):
         s3_revision = await self._notebook_access().put(credentials.S3_SECRET, encode(s3) if s3 is not None else None)
         home = None
         if self.home_enabled:
-            home = await self.homes.ensure(self.home_spec, self.vcluster, self.user.name, self.home_bind_timeout,
+            home = await self.homes.ensure(self.home_spec, self.vcluster, self.owner, self.home_bind_timeout,
                                            lambda message: self._phase(30, message))
         return HostSide(s3 is not None, s3_revision, home)
 
@@ -612,13 +692,19 @@ class VClusterSpawner(KubeSpawner):
 
     async def _notebook_failure(self) -> str:
         """Returns (never raises) once the pod shows it cannot run: failed, an image that cannot
-        be pulled, or the notebook container restarting after crashes."""
+        be pulled, the notebook container restarting after crashes, or, while it has no host
+        copy, the host refusing it (admission: Pod Security, the chart's policies), which
+        vCluster reports as a ``SyncError`` event on the virtual pod (upstream
+        pkg/patcher/apply.go)."""
         key = f"{self.namespace}/{self.pod_name}"
         while True:
             await asyncio.sleep(1)
             view = self.pod_reflector
             pod = view.pods.get(key) if view else None
             if pod is None:
+                refusal = await self._host_refusal()
+                if refusal:
+                    return f"the host cluster refused it: {refusal}"
                 continue
             status = pod.get("status") or {}
             if status.get("phase") == "Failed":
@@ -632,6 +718,22 @@ class VClusterSpawner(KubeSpawner):
                 if c.get("restartCount", 0) >= 2 and last:
                     detail = (last.get("message") or "").strip().splitlines()[-1:] or [""]
                     return f"it exited with code {last.get('exitCode')} {c['restartCount']} times; {detail[0]}".strip()
+
+    async def _host_refusal(self) -> str | None:
+        """The message of a ``SyncError`` event on the virtual notebook pod (this one: events of
+        an earlier pod of the same name are kept for an hour), if any."""
+        if self.api is None:
+            return None
+        try:
+            pod = await read_or_none(self.api.read_namespaced_pod, self.pod_name, self.namespace)
+            if pod is None:
+                return None
+            events = await self.api.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.uid={pod.metadata.uid},reason=SyncError")
+        except ApiException as e:
+            self.log.debug("%s: events of the virtual pod not readable: %s", self._log_name, e.reason)
+            return None
+        return events.items[-1].message if events.items else None
 
     async def _cleanup_failed_start(self) -> None:
         """No orphan after a failed or cancelled start: the pod goes, and the vCluster gets its
@@ -741,12 +843,22 @@ class VClusterSpawner(KubeSpawner):
         if self.name and any(s is not self for s in self.user.spawners.values()):
             return  # another server of the user still needs the vCluster
         async with self._lock():
-            await self.ops.delete(self.vcluster)
-            if self.home_enabled and self.delete_home_on_delete_forever:
-                deleted = await self.homes.delete(self.home_spec, self.vcluster, self.home_bind_timeout)
-                self.log.warning("%s: deleted home volume %s with its data (delete_home_on_delete_forever)",
-                                 self._log_name, deleted)
-            if self.delete_namespace_on_delete_forever:
+            owned = await self.ops.owns_namespace(self.vcluster, self.owner)
+            if owned is False:
+                self.log.warning("%s: namespace %s does not belong to %s; nothing of it is deleted",
+                                 self._log_name, self.vcluster.namespace, self.owner.describe())
+                return
+            if owned:
+                await self.ops.delete(self.vcluster)
+            if self.home_enabled:
+                if self.delete_home_on_delete_forever and owned:
+                    deleted = await self.homes.delete(self.home_spec, self.vcluster, self.owner, self.home_bind_timeout)
+                    self.log.warning("%s: deleted home volume %s with its data (delete_home_on_delete_forever)",
+                                     self._log_name, deleted)
+                else:
+                    # kept, but never handed to a newcomer who gets the same name (home.py)
+                    await self.homes.retire(self.vcluster, self.owner)
+            if owned and self.delete_namespace_on_delete_forever:
                 await ignoring(shared_client("CoreV1Api").delete_namespace(self.vcluster.namespace), 404)
         await self._close_virtual()
 

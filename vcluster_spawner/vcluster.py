@@ -17,9 +17,9 @@ import logging
 import shutil
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import aiohttp
 import yaml
@@ -28,6 +28,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
 from .helm import ChartRef, Helm
+from .ownership import Owner, describe_recorded, namespace_manifest, namespace_repair
 from .translate import MANAGED_BY
 
 PAUSED = "loft.sh/paused"
@@ -48,6 +49,10 @@ class VClusterError(RuntimeError):
 class Superseded(VClusterError):
     """A conditional sleep or delete found the StatefulSet changed since it was read (a start
     claimed the vCluster, most likely): nothing was done."""
+
+
+class NotOwned(VClusterError):
+    """The user's host namespace exists but does not record this user as its owner."""
 
 
 class State(str, enum.Enum):
@@ -124,8 +129,62 @@ class VClusterOps:
         await ignoring(self.apps.patch_namespaced_stateful_set(
             ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now()}}}), 404)
 
-    async def ensure_namespace(self, ref: Ref, labels: dict[str, str]) -> None:
-        await ignoring(self.core.create_namespace({"metadata": {"name": ref.namespace, "labels": labels}}), 409)
+    async def ensure_namespace(self, ref: Ref, owner: Owner, labels: dict[str, str], *, create: bool = True,
+                               hub_binding: dict | None = None) -> None:
+        """The user's host namespace, created for ``owner`` (``create``) or found recording
+        ``owner``; the spawner's labels (Pod Security among them) re-asserted. A namespace that
+        records someone else, or no one, is refused with ``NotOwned`` and left untouched.
+        ``hub_binding``: the RoleBinding that gives the hub its rights in the namespace
+        (``hub_role_binding``), created with the namespace and re-created when missing."""
+        namespace = await read_or_none(self.core.read_namespace, ref.namespace)
+        if namespace is None and create:
+            try:
+                await self.core.create_namespace(namespace_manifest(ref.namespace, owner, labels))
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            else:
+                log.info("namespace %s created for %s", ref.namespace, owner.describe())
+            namespace = await self.core.read_namespace(ref.namespace)
+        if namespace is None:
+            raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); please contact the administrators")
+        metadata = self.core.api_client.sanitize_for_serialization(namespace.metadata)
+        if not owner.owns(metadata.get("annotations")):
+            log.warning("namespace %s is not used for %s: %s", ref.namespace, owner.describe(),
+                        describe_recorded(metadata.get("annotations")))
+            raise NotOwned(f"the host namespace {ref.namespace} meant for your virtual cluster already exists and "
+                           "does not belong to you, so it was left alone; please contact the administrators")
+        if metadata.get("deletionTimestamp"):
+            raise VClusterError(f"your namespace {ref.namespace} is still being deleted; try again in a minute")
+        repair = namespace_repair(metadata, owner, labels)
+        if repair:
+            await self.core.patch_namespace(ref.namespace, repair)
+        if hub_binding:
+            await self._ensure_hub_binding(ref, hub_binding)
+
+    async def owns_namespace(self, ref: Ref, owner: Owner) -> bool | None:
+        """Does the namespace record ``owner``? None when it does not exist."""
+        namespace = await read_or_none(self.core.read_namespace, ref.namespace)
+        if namespace is None:
+            return None
+        return owner.owns(namespace.metadata.annotations)
+
+    async def _ensure_hub_binding(self, ref: Ref, binding: dict) -> None:
+        rbac = client.RbacAuthorizationV1Api(self.core.api_client)
+        name = binding["metadata"]["name"]
+        if await read_or_none(rbac.read_namespaced_role_binding, name, ref.namespace) is not None:
+            return
+        await ignoring(rbac.create_namespaced_role_binding(ref.namespace, binding), 409)
+        # the authorizer learns of the binding from its watch: wait until it grants what helm needs
+        authorization = client.AuthorizationV1Api(self.core.api_client)
+
+        async def granted():
+            review = await authorization.create_self_subject_access_review({"spec": {"resourceAttributes": {
+                "namespace": ref.namespace, "verb": "create", "resource": "secrets"}}})
+            return review.status.allowed
+        await poll_until(granted, 30, f"the hub's RoleBinding {name} in {ref.namespace} did not take effect (the "
+                                      "hub is still forbidden to create secrets there; check hub_namespace_role)",
+                         interval=0.05)
 
     async def apply_namespace_objects(self, ref: Ref, objects: list[dict]) -> None:
         """Server-side apply of each object (NetworkPolicies, TLS-passthrough routes, ...) in
@@ -219,7 +278,7 @@ class VClusterOps:
         for pvc in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
             await ignoring(self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace), 404)
 
-    async def wait_ready(self, ref: Ref, virtual: "VirtualClient", timeout: float, report) -> None:
+    async def wait_ready(self, ref: Ref, virtual: VirtualClient, timeout: float, report) -> None:
         """Readiness as `vcluster connect` judges it: control plane Ready and not paused,
         ``/readyz`` through the vCluster API, ServiceAccount ``default/default`` present."""
         async def control_plane_ready():

@@ -27,7 +27,7 @@ import sys
 from traitlets import Bool, Float
 
 from ..vcluster import Ref, State, Superseded, read_or_none
-from .common import HubAPI, HubService, stop_signal, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for, stop_signal
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:

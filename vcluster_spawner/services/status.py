@@ -26,7 +26,7 @@ from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode
 
 from . import pages
-from .common import HubAPI, HubService, stop_signal, active_servers, load_hub_config, saved_ref, spawner_for
+from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for, stop_signal
 from .inspect import inspect, read_kubeconfig
 
 ACTIONS = ("sleep", "wake", "delete")

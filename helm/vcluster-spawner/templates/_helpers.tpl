@@ -100,6 +100,11 @@ manifests; {namespace}, {vcluster}, {username}, {external_host} are filled in pe
       "vcluster_chart_version" $s.vclusterChartVersion
       "user_namespace_objects" (include "vcs.namespaceObjects" . | fromJsonArray) -}}
 {{- $_ := set $traits "hub_connect_url" $s.hubConnectUrl -}}
+{{- $_ := set $traits "pod_security_level" $s.podSecurityLevel -}}
+{{- if .Values.rbac.create -}}
+{{- $_ := set $traits "hub_namespace_role" (printf "%s-hub-namespace" (include "vcs.name" .)) -}}
+{{- $_ := set $traits "hub_service_account" (printf "%s/%s" (include "vcs.saNamespace" .) .Values.hub.serviceAccount.name) -}}
+{{- end -}}
 {{- if $s.stopAction }}{{ $_ := set $traits "stop_action" $s.stopAction }}{{ end -}}
 {{- toPrettyJson $traits -}}
 {{- end -}}

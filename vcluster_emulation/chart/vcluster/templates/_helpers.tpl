@@ -29,3 +29,9 @@ heritage: {{ .Release.Service }}
 {{- end -}}
 {{- $namespaces | uniq | toJson -}}
 {{- end -}}
+
+{{- /* upstream chart/templates/_rbac.tpl vcluster.createClusterRole, for the keys this stand-in knows */ -}}
+{{- define "vc.createClusterRole" -}}
+{{- $enabled := toString .Values.rbac.clusterRole.enabled -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") .Values.sync.fromHost.secrets.enabled) -}}true{{- end -}}
+{{- end -}}

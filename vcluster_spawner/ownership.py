@@ -1,0 +1,108 @@
+"""Who a host namespace or home volume belongs to, and the labels a user namespace carries
+(pure functions).
+
+A name is not an ownership check: templates can map two users to one namespace, an
+administrator may have made a namespace of that name for something else, and a user removed
+from the hub may come back as a different person with the same name. So every namespace the
+spawner creates, and every home volume it owns, records its owner in two annotations: the raw
+user name and the time the hub created that user (JupyterHub's ``User.created``, stable for
+the user's whole life, different for a newcomer with the same name). The spawner uses and
+deletes only what records the user it acts for; anything else is refused with a message and
+left as it is (docs/architecture.md, "Threat model").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .names import label_value
+
+OWNER_ANNOTATION = "hub.jupyter.org/owner"
+OWNER_CREATED_ANNOTATION = "hub.jupyter.org/owner-created"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "vcluster-spawner"
+USERNAME_LABEL = "hub.jupyter.org/username"
+POD_SECURITY_LEVELS = ("restricted", "baseline")
+_POD_SECURITY = "pod-security.kubernetes.io"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A hub user as recorded on the objects it owns. ``created`` is "" where it is not known
+    (the provision CLI without hub access): the user's first start records it."""
+    name: str
+    created: str = ""
+
+    def annotations(self) -> dict[str, str]:
+        annotations = {OWNER_ANNOTATION: self.name}
+        if self.created:
+            annotations[OWNER_CREATED_ANNOTATION] = self.created
+        return annotations
+
+    @classmethod
+    def recorded(cls, annotations: dict | None) -> Owner | None:
+        """The owner recorded in ``annotations``; None when there is none."""
+        annotations = annotations or {}
+        if OWNER_ANNOTATION not in annotations:
+            return None
+        return cls(annotations[OWNER_ANNOTATION], annotations.get(OWNER_CREATED_ANNOTATION, ""))
+
+    def owns(self, annotations: dict | None) -> bool:
+        """Do ``annotations`` record this user? A recorded creation time must match when both
+        sides know one (a newcomer with a removed user's name does not match)."""
+        recorded = self.recorded(annotations)
+        if recorded is None or recorded.name != self.name:
+            return False
+        return not (recorded.created and self.created) or recorded.created == self.created
+
+    def describe(self) -> str:
+        return f"{self.name!r}" + (f" (created {self.created})" if self.created else "")
+
+
+def describe_recorded(annotations: dict | None) -> str:
+    recorded = Owner.recorded(annotations)
+    return recorded.describe() if recorded else "no owner recorded (not made by vcluster-spawner)"
+
+
+def namespace_labels(owner: Owner, pod_security_level: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Labels of a user's host namespace: the operator's extra labels, then the spawner's
+    (which win): managed-by, the user as a valid label value, and Pod Security admission
+    enforcing ``pod_security_level`` (also warn and audit, so a refusal says why)."""
+    labels = dict(extra or {})
+    labels.update({MANAGED_BY: MANAGED_BY_VALUE, USERNAME_LABEL: label_value(owner.name)})
+    for mode in ("enforce", "warn", "audit"):
+        labels[f"{_POD_SECURITY}/{mode}"] = pod_security_level
+        labels[f"{_POD_SECURITY}/{mode}-version"] = "latest"
+    return labels
+
+
+def namespace_manifest(name: str, owner: Owner, labels: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels, "annotations": owner.annotations()}}
+
+
+def namespace_repair(metadata: dict, owner: Owner, labels: dict[str, str]) -> dict | None:
+    """Merge patch that re-asserts the spawner's labels and completes the owner record on an
+    owned namespace; None when nothing differs. A tenant cannot change host namespaces, but an
+    operator or an older version of the spawner may have."""
+    current = metadata.get("labels") or {}
+    patch: dict = {}
+    changed = {k: v for k, v in labels.items() if current.get(k) != v}
+    if changed:
+        patch["labels"] = changed
+    if owner.created and (metadata.get("annotations") or {}).get(OWNER_CREATED_ANNOTATION) != owner.created:
+        patch["annotations"] = {OWNER_CREATED_ANNOTATION: owner.created}
+    return {"metadata": patch} if patch else None
+
+
+HUB_ROLE_BINDING = "vcluster-spawner-hub"
+
+
+def hub_role_binding(cluster_role: str, service_account: str) -> dict:
+    """RoleBinding, in a user's namespace, of ``cluster_role`` to the hub's ServiceAccount
+    ("namespace/name"): the hub's rights there come from it, not from a cluster-wide grant."""
+    namespace, _, name = service_account.partition("/")
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": HUB_ROLE_BINDING, "labels": {MANAGED_BY: MANAGED_BY_VALUE}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
