@@ -162,7 +162,8 @@ class Hub:
         assert status in (201, 409), body
 
     def server_path(self, user: str, server: str = "") -> str:
-        return f"/users/{quote(user)}/servers/{quote(server)}" if server else f"/users/{quote(user)}/server"
+        path = f"/users/{quote(user)}"
+        return f"{path}/servers/{quote(server)}" if server else f"{path}/server"
 
     async def start_server(self, user: str, server: str = "", options: dict | None = None,
                            timeout: float = 300) -> dict:
