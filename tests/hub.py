@@ -147,7 +147,8 @@ class Hub:
         """``url`` is sent as it is (already escaped, as the hub gives user URLs)."""
         async with aiohttp.ClientSession() as http:
             async with http.request(method, yarl.URL(url, encoded=True), json=body,
-                                    headers={"Authorization": f"token {self.token}"}, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                                    headers={"Authorization": f"token {self.token}"}, allow_redirects=False,
+                                    timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 text = await r.text()
                 try:
                     return r.status, json.loads(text) if text else None
