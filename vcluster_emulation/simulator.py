@@ -58,6 +58,21 @@ class VClusterSimulator:
     async def start(self, pod: dict, container: dict, pod_ip: str, volumes: dict[str, str]) -> None:
         self.task = asyncio.create_task(self._run(pod, pod_ip, volumes))
 
+    async def _service_account_client(self, pod: dict) -> client.ApiClient:
+        """The host API as the pod's ServiceAccount (a token bound to the pod, as the kubelet
+        projects it into a syncer pod): the vCluster chart's Role bounds what the syncer may do,
+        so a right the spawner's values take away is really gone."""
+        meta = pod["metadata"]
+        token = await self.core.create_namespaced_service_account_token(
+            pod["spec"].get("serviceAccountName") or "default", meta["namespace"], {"spec": {
+                "expirationSeconds": 24 * 3600,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}}})
+        host = self.kubelet.api.configuration
+        configuration = client.Configuration()
+        configuration.host, configuration.ssl_ca_cert = host.host, host.ssl_ca_cert
+        configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
+        return client.ApiClient(configuration)
+
     async def _run(self, pod: dict, pod_ip: str, volumes: dict[str, str]) -> None:
         namespace = pod["metadata"]["namespace"]
         name = pod["metadata"]["labels"]["release"]
@@ -86,7 +101,7 @@ class VClusterSimulator:
             self.virtual_api = await api_client(cp.admin_kubeconfig)
             # its own connections to the host, as a syncer pod has: sharing the kubelet's pool
             # (100 connections) starved syncers beyond ~14 vClusters, ~7 host watches each
-            self.syncer_host_api = client.ApiClient(self.kubelet.api.configuration)
+            self.syncer_host_api = await self._service_account_client(pod)
             self.syncer = Syncer(self.syncer_host_api, self.virtual_api, config, owner=owner,
                                  kubernetes_ip=service_ip or pod_ip)
             await self.syncer.start()

@@ -840,7 +840,10 @@ class VClusterSpawner(KubeSpawner):
         JupyterHub calls this for the default server only when it deletes the user (then for
         every server of the user), and for a named server when that server is removed.
         """
-        if self.name and any(s is not self for s in self.user.spawners.values()):
+        # every server of the user the hub knows, loaded or not (after a hub restart only the
+        # started ones are in user.spawners; removing a named server must not take the vCluster)
+        servers = set(self.user.orm_user.orm_spawners) if hasattr(self.user, "orm_user") else set(self.user.spawners)
+        if self.name and servers - {self.name}:
             return  # another server of the user still needs the vCluster
         async with self._lock():
             owned = await self.ops.owns_namespace(self.vcluster, self.owner)

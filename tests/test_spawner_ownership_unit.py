@@ -1,0 +1,76 @@
+"""The spawner's removal path against a fake operations layer (no cluster): what it deletes
+depends on ownership and on the user's other servers, never on names alone."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import kubespawner.spawner
+import pytest
+
+from vcluster_spawner.spawner import VClusterSpawner
+
+
+class FakeOps:
+    def __init__(self, owned: bool | None):
+        self.owned = owned
+        self.calls: list[str] = []
+
+    async def owns_namespace(self, ref, owner):
+        self.calls.append(f"owns {ref.namespace} {owner.name}")
+        return self.owned
+
+    async def delete(self, ref, **kwargs):
+        self.calls.append(f"delete {ref}")
+
+
+class FakeHomes:
+    def __init__(self):
+        self.calls: list[str] = []
+
+    async def retire(self, ref, owner):
+        self.calls.append(f"retire {ref.namespace}")
+
+    async def delete(self, spec, ref, owner, timeout):
+        self.calls.append(f"delete-home {ref.namespace}")
+
+
+def spawner(monkeypatch, *, name: str = "", servers=("",), owned: bool | None = True) -> VClusterSpawner:
+    # KubeSpawner loads a kubeconfig when constructed; nothing here talks to a cluster
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    user = SimpleNamespace(name="alice", id=1, url="/user/alice/", spawners={}, created=None,
+                           orm_user=SimpleNamespace(orm_spawners={s: object() for s in servers}))
+    s = VClusterSpawner(_mock=True, user=user, orm_spawner=SimpleNamespace(name=name, server=None),
+                        delete_namespace_on_delete_forever=False)
+    ops, homes = FakeOps(owned), FakeHomes()
+    monkeypatch.setattr(VClusterSpawner, "ops", property(lambda self: ops))
+    monkeypatch.setattr(VClusterSpawner, "homes", property(lambda self: homes))
+    return s
+
+
+async def test_removing_a_named_server_keeps_the_vcluster_while_another_server_exists(monkeypatch):
+    # after a hub restart only started servers are loaded: the hub's database is asked
+    s = spawner(monkeypatch, name="gpu", servers=("", "gpu"))
+    await s.delete_forever()
+    assert s.ops.calls == [] and s.homes.calls == []
+
+
+async def test_removing_the_user_deletes_only_what_the_user_owns(monkeypatch):
+    s = spawner(monkeypatch, owned=True)
+    await s.delete_forever()
+    assert s.ops.calls == ["owns vc-alice alice", "delete vc-alice/vc-alice"]
+    assert s.homes.calls == ["retire vc-alice"]   # kept, out of a newcomer's reach
+
+
+@pytest.mark.parametrize("owned", [False])
+async def test_a_namespace_of_someone_else_is_left_alone_on_removal(monkeypatch, owned):
+    s = spawner(monkeypatch, owned=owned)
+    await s.delete_forever()
+    assert s.ops.calls == ["owns vc-alice alice"] and s.homes.calls == []
+
+
+async def test_home_data_is_deleted_on_removal_only_when_configured(monkeypatch):
+    s = spawner(monkeypatch, owned=True)
+    s.delete_home_on_delete_forever = True
+    await s.delete_forever()
+    assert s.homes.calls == ["delete-home vc-alice"]
