@@ -61,8 +61,9 @@ def namespace_objects(manifests: list[dict]) -> list[dict]:
     return json.loads(config["data"]["vcluster-spawner-chart.json"]).get("user_namespace_objects", [])
 
 
-def cluster_role_rules(manifests: list[dict]) -> list[dict]:
-    return next(m for m in manifests if m["kind"] == "ClusterRole")["rules"]
+def cluster_role_rules(manifests: list[dict], name: str = "vcs-hub-namespace") -> list[dict]:
+    """Rules of one of the chart's ClusterRoles (default: the hub's role in user namespaces)."""
+    return next(m for m in manifests if m["kind"] == "ClusterRole" and m["metadata"]["name"] == name)["rules"]
 
 
 async def service_account_kubeconfig(kube: client.ApiClient, cluster: ClusterState, namespace: str, name: str,

@@ -101,21 +101,30 @@ def _covers(rules: list[dict], verb: str, group: str, resource: str) -> bool:
 
 
 def test_the_hub_holds_everything_the_vcluster_chart_grants(tmp_path):
-    """The API server lets the hub create a Role or ClusterRole only with permissions it holds
-    itself (no escalate/bind in the chart): every permission the vCluster chart grants its
-    syncer, rendered with the values the spawner sets, is in the hub's ClusterRole."""
-    hub_rules = cluster_role_rules(render({}, tmp_path))
+    """The API server lets the hub create a Role only with permissions it holds itself (no
+    escalate in the chart): every permission the vCluster chart grants its syncer, rendered
+    with the values the spawner sets, is in the hub's role for user namespaces. With those
+    values the vCluster chart makes no ClusterRole (no cluster-wide Secret access for syncers),
+    and the hub's cluster-wide role binds nothing but its namespace role."""
+    manifests = render({}, tmp_path)
+    hub_rules, namespace_rules = cluster_role_rules(manifests, "vcs-hub"), cluster_role_rules(manifests)
     values = vcluster_values({}, computed_values("vc-amy", "vc-amy", "default", external_host="amy.x.org",
                                                  external_context="amy"))
     out = run_helm("template", "vc-amy", str(VCLUSTER_CHART), "--namespace", "vc-amy",
                    "--values", str(values_file(values, tmp_path)), home=tmp_path).stdout
     granted = [d for d in yaml.safe_load_all(out) if d and d["kind"] in ("Role", "ClusterRole")]
-    assert {d["kind"] for d in granted} == {"Role", "ClusterRole"}
+    assert {d["kind"] for d in granted} == {"Role"}
     missing = [(verb, group, resource) for role in granted for rule in role["rules"] for group in rule["apiGroups"]
-               for resource in rule["resources"] for verb in rule["verbs"] if not _covers(hub_rules, verb, group, resource)]
+               for resource in rule["resources"] for verb in rule["verbs"]
+               if not _covers(namespace_rules, verb, group, resource)]
     assert not missing, missing
-    assert not any(v in ("escalate", "bind", "impersonate", "*") for r in hub_rules for v in r["verbs"])
-    assert not any("*" in r["resources"] or "*" in r["apiGroups"] for r in hub_rules)
+    all_rules = hub_rules + namespace_rules
+    assert not any(v in ("escalate", "impersonate", "*") for r in all_rules for v in r["verbs"])
+    assert [r["resourceNames"] for r in all_rules if "bind" in r["verbs"]] == [["vcs-hub-namespace"]]
+    assert not any("*" in r["resources"] or "*" in r["apiGroups"] for r in all_rules)
+    # nothing secret, no pod creation, no exec cluster-wide
+    assert not [r for r in hub_rules if {"secrets", "pods/exec"} & set(r["resources"])
+                or ("pods" in r["resources"] and "create" in r["verbs"])]
 
 
 def test_routes_pass_tls_through_to_each_vcluster_api(tmp_path):

@@ -149,13 +149,14 @@ class VClusterOps:
         if namespace is None:
             raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); please contact the administrators")
         metadata = self.core.api_client.sanitize_for_serialization(namespace.metadata)
+        if metadata.get("deletionTimestamp"):   # whoever it was for: it is going
+            raise VClusterError(f"the host namespace {ref.namespace} of your virtual cluster is still being deleted; "
+                                "try again in a minute")
         if not owner.owns(metadata.get("annotations")):
             log.warning("namespace %s is not used for %s: %s", ref.namespace, owner.describe(),
                         describe_recorded(metadata.get("annotations")))
             raise NotOwned(f"the host namespace {ref.namespace} meant for your virtual cluster already exists and "
                            "does not belong to you, so it was left alone; please contact the administrators")
-        if metadata.get("deletionTimestamp"):
-            raise VClusterError(f"your namespace {ref.namespace} is still being deleted; try again in a minute")
         repair = namespace_repair(metadata, owner, labels)
         if repair:
             await self.core.patch_namespace(ref.namespace, repair)
