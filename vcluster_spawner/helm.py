@@ -9,10 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 
 import yaml
+
+
+# a helm interrupted mid-operation (killed, or its hub stopped) leaves the release in one of
+# these, and every later upgrade fails with "another operation is in progress"
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+# seconds helm gets after SIGTERM to record the interruption itself before it is killed
+STOP_GRACE = 10
 
 
 class HelmError(RuntimeError):
@@ -60,8 +68,7 @@ class Helm:
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
             except (asyncio.TimeoutError, asyncio.CancelledError):
-                proc.kill()
-                await proc.wait()
+                await asyncio.shield(self._stop(proc))
                 raise
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip()
@@ -72,6 +79,40 @@ class Helm:
             raise HelmError(f"{what} failed: {last.removeprefix('Error: ')}", message)
         return out.decode()
 
+    @staticmethod
+    async def _stop(proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM first: helm cancels its operation and marks the release failed rather than
+        leaving it pending; killed only if it does not exit within ``STOP_GRACE``."""
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+            except asyncio.TimeoutError:
+                proc.kill()
+        await proc.wait()
+
+    async def pending(self, release: str, namespace: str) -> str | None:
+        """The release's status if an interrupted operation left it pending, else None."""
+        try:
+            out = await self._run("status", release, "--namespace", namespace, "--output", "json",
+                                  what=f"helm status {namespace}/{release}")
+        except HelmError as e:
+            if "not found" in str(e):
+                return None
+            raise
+        status = (json.loads(out).get("info") or {}).get("status")
+        return status if status in PENDING else None
+
+    async def recover(self, release: str, namespace: str, status: str) -> None:
+        """Unblock a release left pending: an interrupted upgrade or rollback is rolled back to
+        the last good revision; an interrupted first install is uninstalled (the control
+        plane's data volume is kept by the chart's retention policy)."""
+        if status == "pending-install":
+            await self.uninstall(release, namespace)
+        else:
+            await self._run("rollback", release, "--namespace", namespace, "--wait", "--timeout",
+                            f"{int(self.timeout)}s", what=f"helm rollback {namespace}/{release}")
+
     async def upgrade_install(self, release: str, namespace: str, chart: ChartRef, values: dict) -> None:
         # values go through a private file, never the command line (no secrets in process lists)
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="vcluster-values-") as f:
@@ -79,7 +120,8 @@ class Helm:
             yaml.safe_dump(values, f)
             f.flush()
             await self._run("upgrade", "--install", release, *chart.args(), "--namespace", namespace,
-                            "--values", f.name, what=f"helm upgrade --install {namespace}/{release}")
+                            "--values", f.name, "--timeout", f"{int(self.timeout)}s",
+                            what=f"helm upgrade --install {namespace}/{release}")
 
     async def uninstall(self, release: str, namespace: str) -> bool:
         """True if a release was removed, False if there was none."""

@@ -83,8 +83,8 @@ class MeteredOps(VClusterOps):
             _states[ref] = status.state.value
         return status
 
-    async def install(self, ref, chart, values) -> None:
-        await self._begin(ref, "provision", super().install(ref, chart, values))
+    async def install(self, ref, chart, values, report=lambda message: None) -> None:
+        await self._begin(ref, "provision", super().install(ref, chart, values, report))
 
     async def wake(self, ref: Ref) -> None:
         await self._begin(ref, "wake", super().wake(ref))

@@ -579,7 +579,7 @@ class VClusterSpawner(KubeSpawner):
                 if status.state == State.ABSENT or wanted != self._values_hash:
                     verb = "Creating" if status.state == State.ABSENT else "Updating"
                     self._phase(10, f"{verb} your virtual cluster {ref.name}")
-                    await self.ops.install(ref, self.chart, values)
+                    await self.ops.install(ref, self.chart, values, lambda message: self._phase(12, message))
                     self._values_hash = wanted
                     status = await self.ops.status(ref)
             await self.ops.apply_namespace_objects(ref, self.rendered_namespace_objects())

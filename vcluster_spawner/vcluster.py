@@ -212,7 +212,14 @@ class VClusterOps:
             self._dynamic_clients[key] = await DynamicClient(self.core.api_client)
         return self._dynamic_clients[key]
 
-    async def install(self, ref: Ref, chart: ChartRef, values: dict) -> None:
+    async def install(self, ref: Ref, chart: ChartRef, values: dict, report=lambda message: None) -> None:
+        """``helm upgrade --install``, after recovering a release an interrupted helm left
+        pending (a start cancelled by its timeout, a stop, a hub restart)."""
+        pending = await self.helm.pending(ref.name, ref.namespace)
+        if pending:
+            report(f"Recovering your virtual cluster from an interrupted {pending.removeprefix('pending-')}")
+            log.warning("vCluster %s: release was %s; recovering", ref, pending)
+            await self.helm.recover(ref.name, ref.namespace, pending)
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
 
     async def wake(self, ref: Ref) -> None:
