@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import yaml
 
-
 # a helm interrupted mid-operation (killed, or its hub stopped) leaves the release in one of
 # these, and every later upgrade fails with "another operation is in progress"
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
