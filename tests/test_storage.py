@@ -312,7 +312,7 @@ c.VClusterSpawner.user_namespace_objects = [{
         code, out = await notebook_exec(cluster, "amy", "import os; print('BUCKET', os.environ['S3_BUCKET'])")
         assert "BUCKET amy-bucket" in out, out
 
-        # ben, admin of his own vCluster, claims amy's home volume by name: the host binder refuses
+        # ben, admin of his own vCluster, claims amy's home volume by name: the host refuses it
         amy_pv = (await home_volume(kube, "amy")).metadata.name
         ns, name = ref("ben")
         steal = f"steal-{secrets.token_hex(3)}"
@@ -322,15 +322,19 @@ c.VClusterSpawner.user_namespace_objects = [{
                 "metadata": {"name": steal},
                 "spec": {"volumeName": amy_pv, "storageClassName": "local-rwx", "accessModes": ["ReadWriteMany"],
                          "resources": {"requests": {"storage": "1Gi"}}}})
+            claim = host_name(steal, "default", name)
+
+            async def refused():   # the host's admission refuses the synced claim (tests/test_security.py)
+                events = await client.CoreV1Api(vapi).list_namespaced_event(
+                    "default", field_selector=f"involvedObject.name={steal}")
+                return [e.message for e in events.items if e.reason == "SyncError"]
+            assert "is not reserved for namespace vc-ben" in (await wait_for(
+                refused, timeout=60, what=f"the host refusing {claim}"))[0]
         finally:
             await vapi.close()
-        claim = host_name(steal, "default", name)
-
-        async def refused():
-            events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={claim}")
-            return [e.message for e in events.items if "bound to a different claim" in (e.message or "")]
-        await wait_for(refused, timeout=60, what=f"the binder refusing {claim}")
-        assert (await core.read_namespaced_persistent_volume_claim(claim, ns)).status.phase == "Pending"
+        with pytest.raises(client.ApiException) as absent:
+            await core.read_namespaced_persistent_volume_claim(claim, ns)
+        assert absent.value.status == 404
         pv = await core.read_persistent_volume(amy_pv)
         assert (pv.spec.claim_ref.namespace, pv.spec.claim_ref.name) == ("vc-amy", host_name("home", "default", "vc-amy"))
     finally:
