@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import kubespawner.spawner
 import pytest
+from traitlets import TraitError
 
 from vcluster_spawner.spawner import VClusterSpawner
 
@@ -74,3 +75,12 @@ async def test_home_data_is_deleted_on_removal_only_when_configured(monkeypatch)
     s.delete_home_on_delete_forever = True
     await s.delete_forever()
     assert s.homes.calls == ["delete-home vc-alice"]
+
+
+@pytest.mark.parametrize("setting", [{"enable_user_namespaces": True}, {"storage_pvc_ensure": True},
+                                     {"namespace": "jhub"}])
+async def test_kubespawner_settings_that_cannot_work_are_refused_by_name(monkeypatch, setting):
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    user = SimpleNamespace(name="alice", id=1, url="/user/alice/", spawners={})
+    with pytest.raises(TraitError, match=next(iter(setting))):
+        VClusterSpawner(_mock=True, user=user, **setting)

@@ -356,6 +356,18 @@ class VClusterSpawner(KubeSpawner):
     def _default_container_security_context(self):
         return {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
+    # KubeSpawner settings whose job the spawner does differently: on, they would act on the
+    # host (or fight the spawner), so a hub configured with them is told at once, by name
+    @validate("enable_user_namespaces", "storage_pvc_ensure")
+    def _refuse_kubespawner_features(self, proposal):
+        if proposal["value"]:
+            name = proposal["trait"].name
+            instead = {"enable_user_namespaces": "each user has a host namespace of their own already "
+                                                 "(vcluster_namespace_template)",
+                       "storage_pvc_ensure": "the user's home volume is the spawner's (home_enabled, home_storage_class)"}
+            raise TraitError(f"VClusterSpawner does not support {name} = True: {instead[name]}")
+        return proposal["value"]
+
     @validate("hub_service_account")
     def _validate_hub_service_account(self, proposal):
         value = proposal["value"]
@@ -379,6 +391,10 @@ class VClusterSpawner(KubeSpawner):
         # KubeSpawner set self.api to the host client; pod calls must go to the vCluster, so
         # nothing may use it before start() or stop() points it there.
         self.api = None
+        if self.namespace != self.virtual_namespace:
+            raise TraitError(f"VClusterSpawner.namespace ({self.namespace!r}) must be virtual_namespace "
+                             f"({self.virtual_namespace!r}): notebook pods run in that namespace inside the user's "
+                             "vCluster; set virtual_namespace instead")
         fields = names.user_fields(self.user.name, self.user.id)
         self.vcluster = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
                             names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
