@@ -46,11 +46,11 @@ async def started(hub: Hub, user: str) -> list[dict]:
     return events
 
 
-async def refused_start(hub: Hub, user: str) -> str:
+async def refused_start(hub: Hub, user: str, options: dict | None = None) -> str:
     """Start ``user``'s server, which must fail; returns what the user is told (the hub answers
     the request itself when the spawn fails within its 10 s wait, else the progress stream)."""
     await hub.add_user(user)
-    post = asyncio.ensure_future(hub.api("POST", hub.server_path(user), {}, timeout=300))
+    post = asyncio.ensure_future(hub.api("POST", hub.server_path(user), options or {}, timeout=300))
     done, _ = await asyncio.wait({post}, timeout=12)
     if done:
         status, body = post.result()
@@ -345,16 +345,27 @@ async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(cluster, k
 
 
 
-async def test_a_notebook_the_host_refuses_fails_the_start_at_once_with_the_reason(cluster, kube, tmp_path):
-    """An operator's setting that passes the vCluster but not the host (an inline CSI volume):
-    the user learns why in seconds, not after start_timeout."""
+async def test_a_notebook_pod_that_breaks_the_rules_fails_the_start_at_once_with_the_reason(cluster, kube, tmp_path):
+    """An operator's profile that the vCluster refuses (a hostPath volume) or that passes the
+    vCluster but not the host (an inline CSI volume): the user learns why in seconds, not after
+    start_timeout."""
     config = '''
-c.VClusterSpawner.volumes = [{"name": "scratch", "csi": {"driver": "scratch.csi.example.org"}}]
-c.VClusterSpawner.volume_mounts = [{"name": "scratch", "mountPath": "/scratch"}]
+c.VClusterSpawner.stop_action = "none"
+c.VClusterSpawner.profile_list = [
+    {"display_name": "Host data", "slug": "hostpath", "kubespawner_override": {
+        "volumes": [{"name": "data", "hostPath": {"path": "/srv/data"}}],
+        "volume_mounts": [{"name": "data", "mountPath": "/srv/data"}]}},
+    {"display_name": "Scratch", "slug": "csi", "kubespawner_override": {
+        "volumes": [{"name": "scratch", "csi": {"driver": "scratch.csi.example.org"}}],
+        "volume_mounts": [{"name": "scratch", "mountPath": "/scratch"}]}},
+]
 '''
     hub = await Hub(tmp_path / "hub", cluster, config).start()
+    user = f"ops{RUN}"
     try:
-        message = await refused_start(hub, f"ops{RUN}")
+        message = await refused_start(hub, user, {"profile": "hostpath"})
+        assert "refused by your virtual cluster" in message and "violates PodSecurity" in message, message
+        message = await refused_start(hub, user, {"profile": "csi"})
         assert "the host cluster refused it" in message and "volume type not allowed" in message, message
     finally:
         await hub.stop()

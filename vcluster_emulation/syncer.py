@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
 from collections.abc import Awaitable
 
@@ -23,7 +22,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from localcluster.kube import watch_forever
 from localcluster.podspec import referenced_objects
 from vcluster_spawner.translate import MANAGED_BY, host_name
-from vcluster_spawner.vcluster import read_or_none
+from vcluster_spawner.vcluster import api_message, read_or_none
 
 from . import translate as tr
 from .config import VClusterConfig
@@ -189,7 +188,7 @@ class Syncer:
         except ApiException as e:
             if e.status not in (400, 403, 422):
                 raise
-            message = _status_message(e)
+            message = api_message(e)
             key = (kind, vobj.metadata.namespace, vobj.metadata.name, message)
             if key not in self.reported:
                 self.reported.add(key)
@@ -242,7 +241,7 @@ class Syncer:
                     asyncio.get_running_loop().call_later(1, self._enqueue, key)
                 else:
                     log.warning("%s/%s: reconcile %s failed: %s %s", self.ns, self.name, key, e.status,
-                                _status_message(e))
+                                api_message(e))
                     asyncio.get_running_loop().call_later(2, self._enqueue, key)
             except Exception:
                 log.exception("%s/%s: reconcile %s failed", self.ns, self.name, key)
@@ -618,13 +617,6 @@ class Syncer:
             body["metadata"]["resourceVersion"] = vobj.metadata.resource_version
             body["type"] = vobj.type   # type is not copied on update
             await self.virtual.replace_namespaced_secret(vname, vns, body)
-
-
-def _status_message(e: ApiException) -> str:
-    try:
-        return json.loads(e.body).get("message") or e.reason
-    except (TypeError, ValueError):
-        return str(e.reason)
 
 
 def _event_time() -> str:

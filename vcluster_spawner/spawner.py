@@ -34,7 +34,18 @@ from .notebook import add_wiring, home_wiring, merge_wiring
 from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_labels
 from .translate import host_name
 from .values import computed_values, values_hash, vcluster_values
-from .vcluster import Ref, State, VClusterError, VClusterOps, VirtualClient, api_url, concurrently, ignoring, read_or_none
+from .vcluster import (
+    Ref,
+    State,
+    VClusterError,
+    VClusterOps,
+    VirtualClient,
+    api_message,
+    api_url,
+    concurrently,
+    ignoring,
+    read_or_none,
+)
 
 try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
@@ -569,6 +580,10 @@ class VClusterSpawner(KubeSpawner):
             await self._cleanup_failed_start()
             if isinstance(e, (VClusterError, HelmError)):
                 raise _user_error(f"Your virtual cluster could not be started: {e}") from e
+            if isinstance(e, ApiException) and e.status in (403, 422):
+                # the notebook pod refused by the vCluster's admission (Pod Security: a profile's
+                # volume or security settings): the user and the operator see why
+                raise _user_error(f"Your notebook server was refused by your virtual cluster: {api_message(e)}") from e
             raise
         self._running = True
         return url

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import datetime
 import enum
+import json
 import logging
 import shutil
 import ssl
@@ -91,6 +92,14 @@ async def read_or_none(call: Callable[..., Awaitable], *args):
         if e.status == 404:
             return None
         raise
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own message in an error (its Status object), else the reason."""
+    try:
+        return json.loads(error.body).get("message") or str(error.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason)
 
 
 async def ignoring(call: Awaitable, *statuses: int) -> None:
