@@ -70,7 +70,7 @@ class VClusterSimulator:
         host = self.kubelet.api.configuration
         configuration = client.Configuration()
         configuration.host, configuration.ssl_ca_cert = host.host, host.ssl_ca_cert
-        configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
+        configuration.api_key = {"BearerToken": f"Bearer {token.status.token}"}
         return client.ApiClient(configuration)
 
     async def _run(self, pod: dict, pod_ip: str, volumes: dict[str, str]) -> None:

@@ -400,7 +400,7 @@ class VirtualClient:
         configuration.cert_file = files.get("client-certificate-data")
         configuration.key_file = files.get("client-key-data")
         if user.get("token"):
-            configuration.api_key = {"authorization": f"Bearer {user['token']}"}
+            configuration.api_key = {"BearerToken": f"Bearer {user['token']}"}
         configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify", False)
         self._api = client.ApiClient(configuration)
         return self._api
