@@ -285,6 +285,15 @@ async def test_a_namespace_that_is_not_the_users_is_neither_adopted_nor_deleted(
             assert after.metadata.deletion_timestamp is None
             assert after.metadata.labels == before.metadata.labels and after.metadata.annotations == before.metadata.annotations
             assert not (await client.AppsV1Api(kube).list_namespaced_stateful_set(namespace)).items
+        # an administrator's explicit decision (e.g. after an upgrade from a version without
+        # ownership) makes it the user's; kube-system stays refused by the CLI as well
+        user = ns_of(squatted)
+        await hub.add_user(user)
+        assert "now records" in await hub.operator_cli("adopt", user)
+        await started(hub, user)
+        labels = (await core.read_namespace(user)).metadata.labels
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted" and labels["team"] == "finance"
+        await hub.stop_server(user)
     finally:
         await hub.stop()
         await core.delete_namespace(ns_of(squatted))

@@ -3,13 +3,17 @@
     python -m vcluster_spawner [-f jupyterhub_config.py] provision USER... [--asleep]
     python -m vcluster_spawner [-f jupyterhub_config.py] status|sleep|wake|delete USER...
     python -m vcluster_spawner [-f jupyterhub_config.py] delete-home USER... --yes-delete-data
+    python -m vcluster_spawner [-f jupyterhub_config.py] adopt USER...
 
 ``provision`` pre-creates static-mode vClusters exactly as the spawner would (same names,
 chart and values) and converges them to running, or with ``--asleep`` to asleep; re-running
 it upgrades existing vClusters to the current values. ``delete`` removes a vCluster
 as ``vcluster delete`` does (the user's home storage is not touched). ``delete-home`` is the
 one command that deletes a user's home data: it deletes the vCluster first, then hands the
-home volume back to its provisioner with reclaim policy Delete.
+home volume back to its provisioner with reclaim policy Delete. ``adopt`` records USER as the
+owner of an existing namespace that records no owner (one made by an earlier version of the
+spawner, or by an administrator for that user): the spawner never takes over a namespace by
+its name alone; a namespace that records someone else is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ async def _run(args) -> int:
             elif args.command == "delete":
                 await ops.delete(ref)
                 print(f"{username}: {ref} deleted")
+            elif args.command == "adopt":
+                await _adopt(spawner, ref, ops)
+                print(f"{username}: namespace {ref.namespace} now records {username!r} as its owner")
             elif args.command == "delete-home":
                 if not args.yes_delete_data:
                     raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
@@ -104,6 +111,20 @@ async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
         await ops.sleep(ref)
 
 
+async def _adopt(spawner, ref, ops) -> None:
+    from .ownership import Owner
+    from .vcluster import read_or_none
+
+    namespace = await read_or_none(ops.core.read_namespace, ref.namespace)
+    if namespace is None:
+        raise NotOwned(f"namespace {ref.namespace} does not exist (provision creates it)")
+    recorded = Owner.recorded(namespace.metadata.annotations)
+    if recorded is not None and recorded.name != spawner.owner.name:
+        raise NotOwned(f"namespace {ref.namespace} belongs to {recorded.describe()}; not changed")
+    await ops.core.patch_namespace(ref.namespace, {"metadata": {"annotations": spawner.owner.annotations()}})
+    await spawner.ensure_namespace(create=False)   # the spawner's labels, Pod Security among them
+
+
 async def _delete_home(spawner, ref, ops):
     """The release claim lives in the user's namespace; after the user's removal that namespace
     is gone (or going): it is made again for the deletion and removed afterwards."""
@@ -127,7 +148,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vcluster_spawner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--config", help="a jupyterhub_config.py holding the VClusterSpawner settings")
-    parser.add_argument("command", choices=["provision", "status", "sleep", "wake", "delete", "delete-home"])
+    parser.add_argument("command", choices=["provision", "status", "sleep", "wake", "delete", "delete-home", "adopt"])
     parser.add_argument("users", nargs="+", metavar="USER", help="JupyterHub user names")
     parser.add_argument("--asleep", action="store_true", help="provision: put the vCluster to sleep once ready")
     parser.add_argument("--yes-delete-data", action="store_true", help="delete-home: confirm deleting the data")
