@@ -285,8 +285,8 @@ async def test_a_namespace_that_is_not_the_users_is_neither_adopted_nor_deleted(
             assert after.metadata.deletion_timestamp is None
             assert after.metadata.labels == before.metadata.labels and after.metadata.annotations == before.metadata.annotations
             assert not (await client.AppsV1Api(kube).list_namespaced_stateful_set(namespace)).items
-        # an administrator's explicit decision (e.g. after an upgrade from a version without
-        # ownership) makes it the user's; kube-system stays refused by the CLI as well
+        # only an administrator's explicit decision (e.g. after an upgrade from a version without
+        # ownership) makes it the user's
         user = ns_of(squatted)
         await hub.add_user(user)
         assert "now records" in await hub.operator_cli("adopt", user)
