@@ -570,7 +570,14 @@ class VClusterSpawner(KubeSpawner):
             await self._prepare_vcluster()
             self._phase(60, "Starting your notebook server in your virtual cluster")
             await self._use_virtual_api()
-            url = await self._start_pod()
+            try:
+                url = await self._start_pod()
+            except ApiException as e:
+                if e.status not in (403, 422):
+                    raise
+                # the notebook pod refused by the vCluster's admission (Pod Security: a
+                # profile's volume or security settings): the user and the operator see why
+                raise _user_error(f"Your notebook server was refused by your virtual cluster: {api_message(e)}") from e
         except asyncio.CancelledError:
             self.log.warning("%s: start cancelled; cleaning up", self._log_name)
             await asyncio.shield(self._cleanup_failed_start())
@@ -580,10 +587,8 @@ class VClusterSpawner(KubeSpawner):
             await self._cleanup_failed_start()
             if isinstance(e, (VClusterError, HelmError)):
                 raise _user_error(f"Your virtual cluster could not be started: {e}") from e
-            if isinstance(e, ApiException) and e.status in (403, 422):
-                # the notebook pod refused by the vCluster's admission (Pod Security: a profile's
-                # volume or security settings): the user and the operator see why
-                raise _user_error(f"Your notebook server was refused by your virtual cluster: {api_message(e)}") from e
+            if isinstance(e, ApiException):   # the host refused the hub something (RBAC, admission)
+                raise _user_error(f"Your virtual cluster could not be started: {api_message(e)}") from e
             raise
         self._running = True
         return url

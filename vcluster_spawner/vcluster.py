@@ -180,18 +180,20 @@ class VClusterOps:
         return owner.owns(namespace.metadata.annotations)
 
     async def _ensure_hub_binding(self, ref: Ref, binding: dict) -> None:
-        rbac = client.RbacAuthorizationV1Api(self.core.api_client)
-        name = binding["metadata"]["name"]
-        if await read_or_none(rbac.read_namespaced_role_binding, name, ref.namespace) is not None:
-            return
-        await ignoring(rbac.create_namespaced_role_binding(ref.namespace, binding), 409)
-        # the authorizer learns of the binding from its watch: wait until it grants what helm needs
+        """Asked of the authorizer (a SelfSubjectAccessReview, which anyone may make): before the
+        binding exists the hub cannot even read RoleBindings there."""
         authorization = client.AuthorizationV1Api(self.core.api_client)
 
         async def granted():
             review = await authorization.create_self_subject_access_review({"spec": {"resourceAttributes": {
                 "namespace": ref.namespace, "verb": "create", "resource": "secrets"}}})
             return review.status.allowed
+        if await granted():
+            return
+        rbac = client.RbacAuthorizationV1Api(self.core.api_client)
+        name = binding["metadata"]["name"]
+        await ignoring(rbac.create_namespaced_role_binding(ref.namespace, binding), 409)
+        # the authorizer learns of the binding from its watch: wait until it grants what helm needs
         await poll_until(granted, 30, f"the hub's RoleBinding {name} in {ref.namespace} did not take effect (the "
                                       "hub is still forbidden to create secrets there; check hub_namespace_role)",
                          interval=0.05)
