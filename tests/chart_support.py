@@ -96,20 +96,23 @@ async def write_chart_config(kube: client.ApiClient, release: str, namespace: st
 
 
 async def allowed(kube: client.ApiClient, user: str, verb: str, resource: str, group: str = "",
-                  namespace: str = "", subresource: str = "") -> bool:
+                  namespace: str = "", subresource: str = "", name: str = "") -> bool:
     review = await client.AuthorizationV1Api(kube).create_subject_access_review({"spec": {
         "user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
         "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace,
-                               "subresource": subresource}}})
+                               "subresource": subresource, "name": name}}})
     return review.status.allowed
 
 
 def rule_permissions(rule: dict):
+    """(verb, resource, group, subresource, name) for every permission of ``rule``; a rule with
+    resourceNames grants only on those names."""
     for group in rule["apiGroups"]:
         for resource in rule["resources"]:
             res, _, sub = resource.partition("/")
             for verb in rule["verbs"]:
-                yield verb, res, group, sub
+                for name in rule.get("resourceNames") or [""]:
+                    yield verb, res, group, sub, name
 
 
 async def wait_authorized(kube, user: str, permissions, want: bool, timeout: float = 20,
@@ -119,7 +122,8 @@ async def wait_authorized(kube, user: str, permissions, want: bool, timeout: flo
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        answers = [await allowed(kube, user, verb, res, group, namespace, sub) for verb, res, group, sub in permissions]
+        answers = [await allowed(kube, user, verb, res, group, namespace, sub, name)
+                   for verb, res, group, sub, name in permissions]
         if all(a == want for a in answers):
             return
         if loop.time() > deadline:

@@ -416,13 +416,16 @@ async def test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step(setup
             continue
         started = time.monotonic()
         await s.set_rules(role, rules)
-        # what the removal takes away that no other rule (of either role) grants: the authorizer
-        # must deny it where the hub works, in a namespace bound like a user's
-        others = rules + [r for other, all_rules in s.rules.items() if other != role for r in all_rules]
+        # what the removal takes away that no other rule grants where it applies: a rule of the
+        # cluster-wide role is checked in a namespace without the hub's RoleBinding (where no
+        # namespace rule helps), a namespace rule in one bound like a user's (where the
+        # cluster-wide rules apply too)
+        others = rules if role == HUB_ROLE else rules + s.rules[HUB_ROLE]
+        where = "default" if role == HUB_ROLE else s.probe
         still = [p for p in removed if any(p in list(rule_permissions(r)) for r in others)]
         gone = [p for p in removed if p not in still]
         assert gone, f"{label}: every permission of it is also granted by another rule (redundant)"
-        await wait_authorized(s.kube, s.user, gone, False, namespace=s.probe)
+        await wait_authorized(s.kube, s.user, gone, False, namespace=where)
         user = f"lp{n}x{RUN}"
         log_start = s.hub.log_path.stat().st_size if s.hub else 0
         try:
@@ -434,7 +437,7 @@ async def test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step(setup
                 assert "forbidden" in evidence.lower(), (label, failed, message[-600:])
         finally:
             await s.set_rules(role, s.rules[role])
-            await wait_authorized(s.kube, s.user, gone, True, namespace=s.probe)
+            await wait_authorized(s.kube, s.user, gone, True, namespace=where)
             await s.cleanup_user(user)
         elapsed = time.monotonic() - started
         results.append((label, failed, elapsed, message[:160]))

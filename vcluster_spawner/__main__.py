@@ -70,7 +70,8 @@ async def _run(args) -> int:
             elif args.command == "delete-home":
                 if not args.yes_delete_data:
                     raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
-                await ops.delete(ref)
+                if await ops.owns_namespace(ref, spawner.owner):   # else removed with its user: nothing to uninstall
+                    await ops.delete(ref)
                 volume = await _delete_home(spawner, ref, ops)
                 print(f"{username}: " + (f"home volume {volume} released for deletion" if volume
                                          else "no home volume found"))
