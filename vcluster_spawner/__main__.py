@@ -70,6 +70,7 @@ async def _run(args) -> int:
             elif args.command == "delete-home":
                 if not args.yes_delete_data:
                     raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
+                await _namespace_settled(spawner, ref, ops)   # one being deleted with its user: gone first
                 if await ops.owns_namespace(ref, spawner.owner):   # else removed with its user: nothing to uninstall
                     await ops.delete(ref)
                 volume = await _delete_home(spawner, ref, ops)
@@ -126,15 +127,21 @@ async def _adopt(spawner, ref, ops) -> None:
     await spawner.ensure_namespace(create=False)   # the spawner's labels, Pod Security among them
 
 
-async def _delete_home(spawner, ref, ops):
-    """The release claim lives in the user's namespace; after the user's removal that namespace
-    is gone (or going): it is made again for the deletion and removed afterwards."""
-    from .vcluster import ignoring, poll_until, read_or_none
+async def _namespace_settled(spawner, ref, ops) -> None:
+    """Wait until the user's namespace is not being deleted (the user's removal deletes it)."""
+    from .vcluster import poll_until, read_or_none
 
     async def settled():
         ns = await read_or_none(ops.core.read_namespace, ref.namespace)
         return ns is None or not ns.metadata.deletion_timestamp
     await poll_until(settled, spawner.home_bind_timeout, f"namespace {ref.namespace} is still being deleted")
+
+
+async def _delete_home(spawner, ref, ops):
+    """The release claim lives in the user's namespace; after the user's removal that namespace
+    is gone: it is made again for the deletion and removed afterwards."""
+    from .vcluster import ignoring, read_or_none
+
     existed = await read_or_none(ops.core.read_namespace, ref.namespace) is not None
     if not existed:
         await spawner.ensure_namespace(create=True)
