@@ -480,7 +480,23 @@ class VClusterSpawner(KubeSpawner):
 
     async def _start_reflector(self, kind: str, reflector_class: type[ResourceReflector], replace=False, **kwargs):
         kwargs["omit_namespace"] = True   # all users' host namespaces, one watch
+        # KubeSpawner's reflector gives up after ~1 min of failing watches (API down, rights
+        # taken away) and KubeSpawner would then hand out its stale cache for ever: a watch that
+        # gave up is started again by the next start that needs it
+        current = self.reflectors.get(self._get_reflector_key(kind))
+        if current is not None and _gave_up(current):
+            self.log.warning("the shared host watch of %s had stopped; starting it again", kind)
+            replace = True
         return await super()._start_reflector(kind, reflector_class, replace=replace, **kwargs)
+
+    def _watch_lost(self) -> str | None:
+        """Why the shared pod watch this start relies on has stopped, if it has."""
+        reflector = self.reflectors.get(self._get_reflector_key("pods"))
+        if reflector is not None and _gave_up(reflector):
+            return ("the hub lost its watch of notebook pods on the host cluster (see the hub's log: the API "
+                    "server was unreachable or refused the hub's ServiceAccount); please try again or contact the "
+                    "administrators")
+        return None
 
     @property
     def host_pod_name(self) -> str:
@@ -569,6 +585,7 @@ class VClusterSpawner(KubeSpawner):
         try:
             await self._prepare_vcluster()
             self._phase(60, "Starting your notebook server in your virtual cluster")
+            await self._start_watching_pods()   # the host's: its failure is not the vCluster's refusal
             await self._use_virtual_api()
             try:
                 url = await self._start_pod()
@@ -737,6 +754,9 @@ class VClusterSpawner(KubeSpawner):
             await asyncio.sleep(1)
             view = self.pod_reflector
             pod = view.pods.get(key) if view else None
+            lost = self._watch_lost()
+            if lost:
+                return lost
             if pod is None:
                 refusal = await self._host_refusal()
                 if refusal:
@@ -940,3 +960,10 @@ class VClusterSpawner(KubeSpawner):
         if saved:
             self.vcluster = Ref(saved["namespace"], saved["name"])
             self._values_hash = saved.get("values_hash", "")
+
+
+def _gave_up(reflector: ResourceReflector) -> bool:
+    """KubeSpawner's reflector ends its watch task when it gives up (kubespawner/reflector.py
+    ``_watch_and_update``, pinned 7.x), not when it is merely reconnecting."""
+    task = getattr(reflector, "watch_task", None)
+    return task is not None and task.done() and not reflector._stopping
