@@ -963,7 +963,13 @@ class VClusterSpawner(KubeSpawner):
 
 
 def _gave_up(reflector: ResourceReflector) -> bool:
-    """KubeSpawner's reflector ends its watch task when it gives up (kubespawner/reflector.py
-    ``_watch_and_update``, pinned 7.x), not when it is merely reconnecting."""
-    task = getattr(reflector, "watch_task", None)
-    return task is not None and task.done() and not reflector._stopping
+    """Is KubeSpawner's reflector dead (kubespawner/reflector.py, pinned 7.x)? Its first list
+    failed (``first_load_future`` holds the error; it never watched), or its watch task ended,
+    which happens when it gives up, not while it is merely reconnecting."""
+    if reflector._stopping:
+        return False
+    first = reflector.first_load_future
+    if first.done() and (first.cancelled() or first.exception() is not None):
+        return True
+    task = reflector.watch_task
+    return task is not None and task.done()
