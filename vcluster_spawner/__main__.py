@@ -114,7 +114,8 @@ async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
 
 
 async def _adopt(spawner, ref, ops) -> None:
-    from .ownership import Owner
+    from .home import HOME_NAMESPACE_LABEL
+    from .ownership import OWNER_ANNOTATION, OWNER_CREATED_ANNOTATION, Owner
     from .vcluster import read_or_none
 
     namespace = await read_or_none(ops.core.read_namespace, ref.namespace)
@@ -123,7 +124,14 @@ async def _adopt(spawner, ref, ops) -> None:
     recorded = Owner.recorded(namespace.metadata.annotations)
     if recorded is not None and recorded.name != spawner.owner.name:
         raise NotOwned(f"namespace {ref.namespace} belongs to {recorded.describe()}; not changed")
-    await ops.core.patch_namespace(ref.namespace, {"metadata": {"annotations": spawner.owner.annotations()}})
+    # the name only: the user's next start records which hub user it is (also after the hub
+    # lost its database, when every user is new to it); the same for the user's home
+    owner = {"metadata": {"annotations": {OWNER_ANNOTATION: spawner.owner.name, OWNER_CREATED_ANNOTATION: None}}}
+    await ops.core.patch_namespace(ref.namespace, owner)
+    homes = await ops.core.list_persistent_volume(label_selector=f"{HOME_NAMESPACE_LABEL}={ref.namespace}")
+    for pv in homes.items:
+        if (Owner.recorded(pv.metadata.annotations) or spawner.owner).name == spawner.owner.name:
+            await ops.core.patch_persistent_volume(pv.metadata.name, owner)
     await spawner.ensure_namespace(create=False)   # the spawner's labels, Pod Security among them
 
 

@@ -4,11 +4,11 @@
 A name is not an ownership check: templates can map two users to one namespace, an
 administrator may have made a namespace of that name for something else, and a user removed
 from the hub may come back as a different person with the same name. So every namespace the
-spawner creates, and every home volume it owns, records its owner in two annotations: the raw
-user name and the time the hub created that user (JupyterHub's ``User.created``, stable for
-the user's whole life, different for a newcomer with the same name). The spawner uses and
-deletes only what records the user it acts for; anything else is refused with a message and
-left as it is (docs/architecture.md, "Threat model").
+spawner creates, and every home volume it owns, records its owner: the raw user name, and for
+administrators the time the hub created that user (JupyterHub's ``User.created``). The spawner
+uses and deletes only what records the user it acts for (by name); anything else is refused
+with a message and left as it is. A newcomer with a removed user's name is kept from that
+user's home by retiring it at the removal (home.py) (docs/architecture.md, "Threat model").
 """
 
 from __future__ import annotations
@@ -48,12 +48,11 @@ class Owner:
         return cls(annotations[OWNER_ANNOTATION], annotations.get(OWNER_CREATED_ANNOTATION, ""))
 
     def owns(self, annotations: dict | None) -> bool:
-        """Do ``annotations`` record this user? A recorded creation time must match when both
-        sides know one (a newcomer with a removed user's name does not match)."""
+        """Do ``annotations`` record this user (by name)? The creation time is recorded for
+        administrators, not compared: a hub that lost its database knows every user anew, and
+        a removed user's things are retired or deleted with them (``delete_forever``)."""
         recorded = self.recorded(annotations)
-        if recorded is None or recorded.name != self.name:
-            return False
-        return not (recorded.created and self.created) or recorded.created == self.created
+        return recorded is not None and recorded.name == self.name
 
     def describe(self) -> str:
         return f"{self.name!r}" + (f" (created {self.created})" if self.created else "")
