@@ -181,7 +181,10 @@ class Hub:
         await wait_for(pending_or_done, timeout=timeout, interval=0.05, what=f"spawn of {user}/{server!r} pending")
         events = await self.wait_progress(user, server, timeout)
         status, body = await post
-        assert status in (201, 202), (status, body)
+        if status == 400 and not (events and events[-1].get("failed")):
+            # failed before the hub's slow_spawn_timeout: the POST itself carries the message
+            events.append({"failed": True, "message": body["message"]})
+        assert status in (201, 202, 400), (status, body)
         return events
 
     async def wait_progress(self, user: str, server: str = "", timeout: float = 300) -> list[dict]:

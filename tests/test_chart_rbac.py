@@ -383,7 +383,6 @@ HELM_ONLY = {"serviceaccounts", "resourcequotas", "limitranges", "roles", "roleb
 # already at the start)
 VERB_CASES = [
     ("delete namespaces (user removal)", {"namespaces"}, {"delete"}),
-    ("deletecollection pods (sleep)", {"pods"}, {"deletecollection"}),
     ("patch the objects helm upgrades (vCluster chart upgrade)", HELM_ONLY, {"patch"}),
     ("delete the objects helm uninstalls (vcluster delete)", HELM_ONLY | {"statefulsets"}, {"delete"}),
     ("get the objects helm installs", HELM_ONLY, {"get"}),

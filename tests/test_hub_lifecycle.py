@@ -96,16 +96,16 @@ async def test_a_start_wins_over_a_sleep_or_delete_decided_before_it(cluster, ku
 
         assert (await hub.start_server("max"))[-1].get("ready"), hub.log_tail()
         with pytest.raises(Superseded):
-            await ops.sleep(ref, unchanged_since=decided_on.version)
+            await ops.sleep(ref, decided_on=decided_on)
         with pytest.raises(Superseded):
-            await ops.delete(ref, unchanged_since=decided_on.version)
+            await ops.delete(ref, decided_on=decided_on)
         sts, _ = await vcluster_state(kube, "max")
         assert sts.spec.replicas == 1 and "loft.sh/paused" not in (sts.metadata.annotations or {})
         await notebook_status(hub, "max")
 
         # decided on the current state, the same call acts
         await hub.stop_server("max")
-        await ops.sleep(ref, unchanged_since=(await ops.status(ref)).version)
+        await ops.sleep(ref, decided_on=await ops.status(ref))
         await assert_asleep(kube, "max")
     finally:
         await hub.api("DELETE", "/users/max")

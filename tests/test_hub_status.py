@@ -88,17 +88,22 @@ c.VClusterHub.status_port = {free_port()}
         status, confirm = await get(ana, page + "users/ben/sleep")
         assert status == 200 and "Yes, sleep" in confirm
         xsrf = re.search(r"name=_xsrf value='([^']+)'", confirm).group(1)
-        async with ana.post(page + "users/ben/sleep", data={"_xsrf": xsrf}) as r:
+
+        def form(confirm_page: str) -> dict:
+            # what the confirmation page posts: the vCluster's claim as the admin saw it
+            return {"_xsrf": xsrf, "claimed": re.search(r"name=claimed value='([^']*)'", confirm_page).group(1)}
+        async with ana.post(page + "users/ben/sleep", data=form(confirm)) as r:
             html = await r.text()
         assert "has active servers" in html
         assert (await vcluster_state(kube, "ben"))[0].spec.replicas == 1
 
         await hub.stop_server("ben")
-        async with ana.post(page + "users/ben/sleep", data={"_xsrf": xsrf}) as r:
+        async with ana.post(page + "users/ben/sleep", data=form(confirm)) as r:
             html = await r.text()
         assert "sleep: done" in html and "class='state asleep'" in rows(html)["ben"], html
         await assert_asleep(kube, "ben")
 
+        _, confirm_delete = await get(ana, page + "users/ben/delete")   # seen asleep
         async with ana.post(page + "users/ben/wake", data={"_xsrf": xsrf}) as r:
             assert "wake: done" in await r.text()
 
@@ -106,7 +111,14 @@ c.VClusterHub.status_port = {free_port()}
             return (await vcluster_state(kube, "ben"))[0].status.ready_replicas == 1
         await wait_for(running, timeout=120, what="woken from the status page")
 
-        async with ana.post(page + "users/ben/delete", data={"_xsrf": xsrf}) as r:
+        # confirmed on the state before the wake: the wake claimed it since, nothing is deleted
+        async with ana.post(page + "users/ben/delete", data=form(confirm_delete)) as r:
+            html = await r.text()
+        assert "not done, the virtual cluster changed since you looked" in html, html
+        assert (await vcluster_state(kube, "ben"))[0].status.ready_replicas == 1
+
+        _, confirm_delete = await get(ana, page + "users/ben/delete")
+        async with ana.post(page + "users/ben/delete", data=form(confirm_delete)) as r:
             html = await r.text()
         assert "delete: done" in html and "class='state absent'" in rows(html)["ben"], html
         await gone(client.AppsV1Api(kube).read_namespaced_stateful_set, "vc-ben", "vc-ben", what="deleted")

@@ -162,7 +162,7 @@ async def test_static_mode_needs_a_provisioned_vcluster_and_sleeps_it_on_stop(cl
         await wait_for(lambda: _no_control_plane(kube, "sam"), timeout=60, what="control plane stopped again")
         await assert_asleep(kube, "sam")
         out = await hub.operator_cli("provision", "sam")
-        assert "service-account ready" in out and "vc-sam/vc-sam running" in out, out
+        assert "Virtual cluster ready" in out and "vc-sam/vc-sam running" in out, out
         sts, _ = await vcluster_state(kube, "sam")
         assert sts.spec.replicas == 1 and sts.status.ready_replicas == 1
         assert "paused" not in str(sts.metadata.annotations or {})

@@ -86,14 +86,14 @@ async def test_state_holds_identities_only_and_round_trips(offline_kubeconfig):
     spawner = VClusterSpawner(user=user, _mock=True)
     assert spawner.api is None                      # no pod call may reach the host by mistake
     assert spawner.namespace == "default"           # pods run in the vCluster's namespace
-    spawner._values_hash = "abc"
     state = spawner.get_state()
-    assert set(state["vcluster"]) == {"namespace", "name", "values_hash"}
+    # the values hash, owner and claim are the cluster's (lifecycle.py), not per-server state
+    assert set(state["vcluster"]) == {"namespace", "name"}
     flat = repr(state)
     assert "token" not in flat.lower() and "BEGIN" not in flat   # no credentials
     restored = VClusterSpawner(user=user, _mock=True)
     restored.load_state(state)
-    assert restored.vcluster == spawner.vcluster and restored._values_hash == "abc"
+    assert restored.vcluster == spawner.vcluster
     assert spawner.effective_stop_action == "delete"
     spawner.vcluster_mode = "static"
     assert spawner.effective_stop_action == "sleep"

@@ -14,103 +14,96 @@ home volume back to its provisioner with reclaim policy Delete. ``adopt`` record
 owner of an existing namespace that records no owner (one made by an earlier version of the
 spawner, or by an administrator for that user): the spawner never takes over a namespace by
 its name alone; a namespace that records someone else is refused.
+
+Users are looked up in the hub (``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN``, a token
+with ``admin:users`` and ``admin:server_state``): an unknown user is refused, and a user's
+vCluster is the one saved in a server's state. Without a hub to ask, users are known by name:
+name templates that use ``{userid}`` then cannot be resolved and are refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from types import SimpleNamespace
 
 from traitlets.config import Config, PyFileConfigLoader
 
 from .vcluster import NotOwned
+from .watches import stop_host_watches
 
 
-def _spawner(config: Config, username: str):
-    from .spawner import VClusterSpawner
-
-    user = SimpleNamespace(name=username, id=0, url=f"/user/{username}/", spawners={})
-    return VClusterSpawner(config=config, user=user, _mock=True)
+async def _hub_user(hub, username: str) -> dict:
+    if hub is None:
+        return {"name": username}
+    user = await hub.user(username)
+    if user is None:
+        raise LookupError(f"{username!r} is not a user of the hub at {hub.url}")
+    return user
 
 
 async def _run(args) -> int:
-    config = Config()
-    if args.config:
-        loader = PyFileConfigLoader(args.config)
-        config = loader.load_config()
+    from .services.common import HubAPI, spawner_for
+
+    config = PyFileConfigLoader(args.config).load_config() if args.config else Config()
+    hub = HubAPI() if os.environ.get("JUPYTERHUB_API_URL") and os.environ.get("JUPYTERHUB_API_TOKEN") else None
     failures = 0
-    for username in args.users:
-        spawner = _spawner(config, username)
-        ref, ops = spawner.vcluster, spawner.ops
-        try:
-            if args.command in ("sleep", "wake", "delete", "delete-home") and \
-                    await ops.owns_namespace(ref, spawner.owner) is False:
-                raise NotOwned(f"namespace {ref.namespace} does not belong to {username!r}; left alone")
-            if args.command == "status":
-                status = await ops.status(ref)
-                since = f" since {status.since}" if status.since else ""
-                print(f"{username}: {ref} {status.state.value}{since}")
-            elif args.command == "provision":
-                await _provision(spawner, ref, ops, asleep=args.asleep)
-                print(f"{username}: {ref} {'asleep' if args.asleep else 'running'}")
-            elif args.command == "sleep":
-                await ops.sleep(ref)
-                print(f"{username}: {ref} asleep")
-            elif args.command == "wake":
-                await ops.wake(ref)
-                print(f"{username}: {ref} waking")
-            elif args.command == "delete":
-                await ops.delete(ref)
-                print(f"{username}: {ref} deleted")
-            elif args.command == "adopt":
-                await _adopt(spawner, ref, ops)
-                print(f"{username}: namespace {ref.namespace} now records {username!r} as its owner")
-            elif args.command == "delete-home":
-                if not args.yes_delete_data:
-                    raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
-                await _namespace_settled(spawner, ref, ops)   # one being deleted with its user: gone first
-                if await ops.owns_namespace(ref, spawner.owner):   # else removed with its user: nothing to uninstall
-                    await ops.delete(ref)
-                volume = await _delete_home(spawner, ref, ops)
-                print(f"{username}: " + (f"home volume {volume} released for deletion" if volume
-                                         else "no home volume found"))
-        except Exception as e:
-            failures += 1
-            print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
-            if getattr(e, "detail", None):   # helm's own output says why
-                print(e.detail, file=sys.stderr)
-        finally:
-            await spawner._close_virtual()
+    try:
+        for username in args.users:
+            spawner = None
+            try:
+                spawner = spawner_for(config, await _hub_user(hub, username))
+                failures += not await _command(args, spawner)
+            except Exception as e:
+                failures += 1
+                print(f"{username}: {args.command} failed: {e}", file=sys.stderr)
+                if getattr(e, "detail", None):   # helm's own output says why
+                    print(e.detail, file=sys.stderr)
+            finally:
+                if spawner is not None:
+                    await spawner._close_virtual()
+    finally:
+        if hub is not None:
+            await hub.close()
+        await stop_host_watches()
     return 1 if failures else 0
 
 
-async def _provision(spawner, ref, ops, *, asleep: bool) -> None:
-    """Install or upgrade, then converge to the state asked for: running, or asleep.
-
-    ``helm upgrade`` restores the chart's replica count (its three-way merge undoes the
-    pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up:
-    with ``asleep`` it is paused again at once, without it the pause annotations are cleared
-    and it is waited for. A new vCluster runs until ready once before it sleeps, so its first
-    wake finds it initialised."""
-    from .vcluster import State
-
-    name = spawner.user.name
-    was_asleep = (await ops.status(ref)).state == State.ASLEEP
-    print(f"{name}: {'upgrading' if was_asleep else 'installing'} {ref} ({spawner.chart})", flush=True)
-    await spawner.ensure_namespace(create=True)
-    await ops.apply_namespace_objects(ref, spawner.rendered_namespace_objects())
-    await ops.install(ref, spawner.chart, spawner.effective_values())
-    if was_asleep and asleep:
-        await ops.sleep(ref)
-        return
-    if was_asleep:
-        await ops.wake(ref)
-    await ops.wait_ready(ref, spawner._virtual_client(), spawner.vcluster_ready_timeout,
-                         lambda step: print(f"{name}: {step} ready", flush=True))
-    if asleep:
-        await ops.sleep(ref)
+async def _command(args, spawner) -> bool:
+    username, lifecycle = spawner.user.name, spawner.lifecycle
+    ref = lifecycle.ref
+    if args.command in ("sleep", "wake", "delete", "delete-home"):
+        await lifecycle.check_owned()
+    if args.command == "status":
+        status = await lifecycle.ops.status(ref)
+        since = f" since {status.since}" if status.since else ""
+        print(f"{username}: {ref} {status.state.value}{since}")
+    elif args.command == "provision":
+        await lifecycle.provision(spawner._virtual_client(), asleep=args.asleep,
+                                  report=lambda _, message: print(f"{username}: {message}", flush=True))
+        print(f"{username}: {ref} {'asleep' if args.asleep else 'running'}")
+    elif args.command == "sleep":
+        await lifecycle.sleep()
+        print(f"{username}: {ref} asleep")
+    elif args.command == "wake":
+        await lifecycle.wake()
+        print(f"{username}: {ref} waking")
+    elif args.command == "delete":
+        await lifecycle.delete()
+        print(f"{username}: {ref} deleted")
+    elif args.command == "adopt":
+        await _adopt(spawner, ref, lifecycle.ops)
+        print(f"{username}: namespace {ref.namespace} now records {username!r} as its owner")
+    elif args.command == "delete-home":
+        if not args.yes_delete_data:
+            raise SystemExit("delete-home deletes users' home data for good; add --yes-delete-data")
+        await _namespace_settled(spawner, ref, lifecycle.ops)   # one being deleted with its user: gone first
+        if await lifecycle.owned():   # else removed with its user: nothing to uninstall
+            await lifecycle.delete()
+        volume = await _delete_home(spawner, ref, lifecycle.ops)
+        print(f"{username}: " + (f"home volume {volume} released for deletion" if volume else "no home volume found"))
+    return True
 
 
 async def _adopt(spawner, ref, ops) -> None:
@@ -132,7 +125,7 @@ async def _adopt(spawner, ref, ops) -> None:
     for pv in homes.items:
         if (Owner.recorded(pv.metadata.annotations) or spawner.owner).name == spawner.owner.name:
             await ops.core.patch_persistent_volume(pv.metadata.name, owner)
-    await spawner.ensure_namespace(create=False)   # the spawner's labels, Pod Security among them
+    await spawner.lifecycle.ensure_namespace(create=False)   # the spawner's labels, Pod Security among them
 
 
 async def _namespace_settled(spawner, ref, ops) -> None:
@@ -152,7 +145,7 @@ async def _delete_home(spawner, ref, ops):
 
     existed = await read_or_none(ops.core.read_namespace, ref.namespace) is not None
     if not existed:
-        await spawner.ensure_namespace(create=True)
+        await spawner.lifecycle.ensure_namespace(create=True)
     try:
         return await spawner.homes.delete(spawner.home_spec, ref, spawner.owner, spawner.home_bind_timeout)
     finally:

@@ -58,17 +58,18 @@ def _record(ref: Ref, operation: str, started: float, ok: bool) -> None:
         _states[ref] = "error"
 
 
-async def _failures_recorded(ref: Ref, operation: str, call) -> float:
-    """Awaits ``call``; a failure is recorded (and re-raised). Returns the start time."""
+async def _failures_recorded(ref: Ref, operation: str, call) -> tuple[float, object]:
+    """Awaits ``call``; a failure is recorded (and re-raised). Returns the start time and the
+    call's result."""
     started = time.monotonic()
     try:
-        await call
+        result = await call
     except Superseded:   # nothing was done: neither a success nor a failure
         raise
     except BaseException:
         _record(ref, operation, started, ok=False)
         raise
-    return started
+    return started, result
 
 
 class MeteredOps(VClusterOps):
@@ -83,15 +84,16 @@ class MeteredOps(VClusterOps):
             _states[ref] = status.state.value
         return status
 
-    async def install(self, ref, chart, values, report=lambda message: None) -> None:
-        await self._begin(ref, "provision", super().install(ref, chart, values, report))
+    async def install(self, ref, chart, values, report=lambda message: None) -> Status:
+        return await self._begin(ref, "provision", super().install(ref, chart, values, report))
 
     async def wake(self, ref: Ref) -> None:
         await self._begin(ref, "wake", super().wake(ref))
 
-    async def _begin(self, ref: Ref, operation: str, call) -> None:
-        started = await _failures_recorded(ref, operation, call)
+    async def _begin(self, ref: Ref, operation: str, call):
+        started, result = await _failures_recorded(ref, operation, call)
         _pending[ref] = (operation, started)   # completed (timed) when the vCluster is ready
+        return result
 
     async def wait_ready(self, ref, virtual, timeout, report) -> None:
         operation, started = _pending.pop(ref, (None, 0.0))
@@ -105,15 +107,15 @@ class MeteredOps(VClusterOps):
         if operation:
             _record(ref, operation, started, ok=True)
 
-    async def sleep(self, ref: Ref, timeout: float = 180, *, unchanged_since: str | None = None) -> None:
-        await self._timed(ref, "sleep", super().sleep(ref, timeout, unchanged_since=unchanged_since),
+    async def sleep(self, ref: Ref, timeout: float = 180, *, decided_on: Status | None = None) -> None:
+        await self._timed(ref, "sleep", super().sleep(ref, timeout, decided_on=decided_on),
                           State.ASLEEP.value)
 
-    async def delete(self, ref: Ref, *, unchanged_since: str | None = None) -> None:
-        await self._timed(ref, "delete", super().delete(ref, unchanged_since=unchanged_since), None)
+    async def delete(self, ref: Ref, *, decided_on: Status | None = None) -> None:
+        await self._timed(ref, "delete", super().delete(ref, decided_on=decided_on), None)
 
     async def _timed(self, ref: Ref, operation: str, call, state_after: str | None) -> None:
-        started = await _failures_recorded(ref, operation, call)
+        started, _ = await _failures_recorded(ref, operation, call)
         _record(ref, operation, started, ok=True)
         if state_after:
             _states[ref] = state_after

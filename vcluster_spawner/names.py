@@ -49,14 +49,26 @@ def label_value(username: str) -> str:
     return safe_slug(username, max_length=LABEL_VALUE_MAX)
 
 
-def user_fields(username: str, userid: int | str) -> dict[str, str]:
-    """Fields the name templates may use."""
-    return {"username": safe_slug(username), "userid": str(userid), "raw_username": username}
+class UnknownUserId(ValueError):
+    """A name template needs the hub's user id, which is not known here."""
+
+
+def user_fields(username: str, userid: int | str | None) -> dict[str, str]:
+    """Fields the name templates may use. ``userid`` None: not known here (the hub's REST API
+    does not give it, so the CLI and the services know a user by name only)."""
+    fields = {"username": safe_slug(username), "raw_username": username}
+    if userid is not None:
+        fields["userid"] = str(userid)
+    return fields
 
 
 def expand(template: str, fields: dict[str, str], max_length: int) -> str:
     try:
         text = template.format(**fields)
     except KeyError as e:
+        if e.args[0] == "userid":
+            raise UnknownUserId(f"name template {template!r} uses {{userid}}, which only the hub knows (its REST API "
+                                "does not give it); the user's vCluster is found from a server's saved state once "
+                                "the user has started a server") from None
         raise ValueError(f"name template {template!r} uses unknown field {e}; known: {sorted(fields)}") from None
     return dns1035_label(text, max_length)

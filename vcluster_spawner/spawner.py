@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from kubespawner.reflector import ResourceReflector
+from kubespawner.spawner import EventReflector, PodReflector
 from kubespawner.utils import recursive_format
 from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, TraitError, Unicode, Union, default, validate
 
@@ -29,23 +30,27 @@ from .credentials import NotebookAccess, checked_s3_values, encode, ensure_servi
 from .helm import ChartRef, Helm, HelmError
 from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
+from .lifecycle import VClusterLifecycle
 from .metrics import MeteredOps
 from .notebook import add_wiring, home_wiring, merge_wiring
 from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_labels
 from .translate import host_name
-from .values import computed_values, values_hash, vcluster_values
+from .values import computed_values, vcluster_values, with_hash
 from .vcluster import (
     Ref,
     State,
+    Superseded,
     VClusterError,
     VClusterOps,
     VirtualClient,
     api_message,
     api_url,
     concurrently,
+    container_failure,
     ignoring,
     read_or_none,
 )
+from .watches import WatchedEvents, WatchedPods, WatchLost
 
 try:  # JupyterHub >= 6: expected failures without a traceback
     from jupyterhub.spawner import SpawnException
@@ -406,10 +411,14 @@ class VClusterSpawner(KubeSpawner):
             raise TraitError(f"VClusterSpawner.namespace ({self.namespace!r}) must be virtual_namespace "
                              f"({self.virtual_namespace!r}): notebook pods run in that namespace inside the user's "
                              "vCluster; set virtual_namespace instead")
-        fields = names.user_fields(self.user.name, self.user.id)
-        self.vcluster = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
-                            names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
-        self._values_hash = ""
+        fields = names.user_fields(self.user.name, getattr(self.user, "id", None))
+        try:
+            self.vcluster: Ref | None = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
+                                            names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
+        except names.UnknownUserId:
+            if getattr(self.user, "id", None) is not None:
+                raise
+            self.vcluster = None   # the CLI or a service, which find it in the saved state (services/common.py)
         self._virtual: VirtualClient | None = None
         self._phases: list[dict] = []
         self._options_loaded = False
@@ -449,9 +458,10 @@ class VClusterSpawner(KubeSpawner):
             return None
         return hub_role_binding(self.hub_namespace_role, self.hub_service_account)
 
-    async def ensure_namespace(self, *, create: bool) -> None:
-        await self.ops.ensure_namespace(self.vcluster, self.owner, self.namespace_labels(), create=create,
-                                        hub_binding=self.hub_binding)
+    @property
+    def lifecycle(self) -> VClusterLifecycle:
+        """The one path every caller takes to act on this user's vCluster (lifecycle.py)."""
+        return VClusterLifecycle(self)
 
     def _lock(self) -> asyncio.Lock:
         return self._locks.setdefault(self.vcluster, asyncio.Lock())
@@ -480,19 +490,25 @@ class VClusterSpawner(KubeSpawner):
 
     async def _start_reflector(self, kind: str, reflector_class: type[ResourceReflector], replace=False, **kwargs):
         kwargs["omit_namespace"] = True   # all users' host namespaces, one watch
+        # ours wake the waiters of a pod or event (watches.py)
+        reflector_class = {PodReflector: WatchedPods, EventReflector: WatchedEvents}.get(reflector_class,
+                                                                                       reflector_class)
         # KubeSpawner's reflector gives up after ~1 min of failing watches (API down, rights
         # taken away) and KubeSpawner would then hand out its stale cache for ever: a watch that
         # gave up is started again by the next start that needs it
         current = self.reflectors.get(self._get_reflector_key(kind))
-        if current is not None and _gave_up(current):
+        if current is not None and current.gave_up():
             self.log.warning("the shared host watch of %s had stopped; starting it again", kind)
             replace = True
         return await super()._start_reflector(kind, reflector_class, replace=replace, **kwargs)
 
+    @property
+    def _host_pods(self) -> WatchedPods | None:
+        return self.reflectors.get(self._get_reflector_key("pods"))
+
     def _watch_lost(self) -> str | None:
         """Why the shared pod watch this start relies on has stopped, if it has."""
-        reflector = self.reflectors.get(self._get_reflector_key("pods"))
-        if reflector is not None and _gave_up(reflector):
+        if self._host_pods is not None and self._host_pods.gave_up():
             return ("the hub lost its watch of notebook pods on the host cluster (see the hub's log: the API "
                     "server was unreachable or refused the hub's ServiceAccount); please try again or contact the "
                     "administrators")
@@ -524,7 +540,7 @@ class VClusterSpawner(KubeSpawner):
             self._options_loaded = True
 
     def _user_template(self, template: str) -> str:
-        return template.format(**names.user_fields(self.user.name, self.user.id))
+        return template.format(**names.user_fields(self.user.name, getattr(self.user, "id", None)))
 
     def _validate_user_options(self, profile_list):
         # KubeSpawner 7 validates unlisted choices only: a listed choice that does not exist (a
@@ -542,10 +558,11 @@ class VClusterSpawner(KubeSpawner):
                                  f"{profile['slug']!r}; choices: {', '.join(choices)}")
 
     def effective_values(self) -> dict:
-        return vcluster_values(self.vcluster_values, computed_values(
+        """The helm values of the user's vCluster, carrying their hash to its StatefulSet."""
+        return with_hash(vcluster_values(self.vcluster_values, computed_values(
             self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=self.external_api_host,
             external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host,
-            pod_security_level=self.pod_security_level))
+            pod_security_level=self.pod_security_level)), str(self.chart))
 
     @property
     def external_api_host(self) -> str:
@@ -554,7 +571,7 @@ class VClusterSpawner(KubeSpawner):
     def rendered_namespace_objects(self) -> list[dict]:
         return recursive_format(self.user_namespace_objects, namespace=self.vcluster.namespace,
                                 vcluster=self.vcluster.name, external_host=self.external_api_host,
-                                username=names.user_fields(self.user.name, self.user.id)["username"])
+                                username=names.user_fields(self.user.name, getattr(self.user, "id", None))["username"])
 
     @property
     def chart(self) -> ChartRef:
@@ -611,47 +628,16 @@ class VClusterSpawner(KubeSpawner):
         return url
 
     async def _prepare_vcluster(self) -> None:
-        ref = self.vcluster
         async with self._lock():
-            pending = self._stop_actions.pop(ref, None)
+            pending = self._stop_actions.pop(self.vcluster, None)
             if pending:
                 pending.cancel()
-            # first of all: nothing of a namespace that is not this user's is read or touched
-            await self.ensure_namespace(create=self.vcluster_mode == "dynamic")
-            # before the state is read: the lifecycle service (another process) then either
-            # sees this start in the hub or loses its conditional sleep/delete
-            await self.ops.claim(ref)
-            status = await self.ops.status(ref)
-            if self.vcluster_mode == "static":
-                if status.state == State.ABSENT:
-                    raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); "
-                                        "please contact the administrators")
-            else:
-                values = self.effective_values()
-                wanted = values_hash(values, str(self.chart))
-                if status.state == State.ABSENT or wanted != self._values_hash:
-                    verb = "Creating" if status.state == State.ABSENT else "Updating"
-                    self._phase(10, f"{verb} your virtual cluster {ref.name}")
-                    await self.ops.install(ref, self.chart, values, lambda message: self._phase(12, message))
-                    self._values_hash = wanted
-                    status = await self.ops.status(ref)
-            await self.ops.apply_namespace_objects(ref, self.rendered_namespace_objects())
-            if status.state == State.ASLEEP:
-                since = f" (asleep since {status.since})" if status.since else ""
-                self._phase(20, f"Waking your virtual cluster {ref.name}{since}")
-                await self.ops.wake(ref)
-            elif status.state == State.RUNNING:
-                self._phase(40, f"Your virtual cluster {ref.name} is running")
-            self._phase(30, "Waiting for the virtual cluster's control plane")
-            steps = {"control-plane": (40, "Control plane is up; waiting for its API"),
-                     "api": (50, "API is up; waiting for the default service account"),
-                     "service-account": (55, "Virtual cluster ready")}
+            lifecycle = self.lifecycle
+            await lifecycle.bring_up(self._phase)
             # the host side of the notebook's prerequisites does not need the vCluster: it is
             # done while the control plane starts (a first home volume's provisioning, above all)
-            host, _ = await concurrently(
-                self._prepare_host_side(),
-                self.ops.wait_ready(ref, self._virtual_client(), self.vcluster_ready_timeout,
-                                    lambda step: self._phase(*steps[step])))
+            host, _ = await concurrently(self._prepare_host_side(),
+                                         lifecycle.wait_ready(self._virtual_client(), self._phase))
             await self._prepare_notebook_access(host)
 
     def _notebook_access(self) -> NotebookAccess:
@@ -692,10 +678,10 @@ class VClusterSpawner(KubeSpawner):
         self._wiring = merge_wiring(*wiring)
 
     async def _user_kubeconfig(self) -> bytes:
-        ref, core = self.vcluster, shared_client("CoreV1Api")
-        exported = await core.read_namespaced_secret(f"vc-{ref.name}", ref.namespace)
-        server = await api_url(core, ref, self.user_kubeconfig_server_template)
-        return user_kubeconfig(base64.b64decode(exported.data["config"]), server, self.user.name, self.virtual_namespace)
+        virtual = self._virtual_client()
+        await virtual.api()   # reads the exported kubeconfig once
+        server = await api_url(shared_client("CoreV1Api"), self.vcluster, self.user_kubeconfig_server_template)
+        return user_kubeconfig(virtual.exported, server, self.user.name, self.virtual_namespace)
 
     async def _s3_values(self) -> dict[str, str] | None:
         source = self.s3_credentials
@@ -743,37 +729,48 @@ class VClusterSpawner(KubeSpawner):
         _creating_pod.set(True)
         return await super()._start()
 
+    def is_pod_running(self, pod):
+        running = super().is_pod_running(pod)
+        if running or not _creating_pod.get():
+            return running
+        # KubeSpawner's start asks this in a back-off loop (sleeps growing to 5 s, up to ~1.2 s
+        # late on average); an awaitable answer is awaited by jupyterhub.utils.exponential_backoff:
+        # it completes on the watch event that makes the pod run
+        return self._until_pod_running()
+
+    async def _until_pod_running(self) -> bool:
+        key = f"{self.vcluster.namespace}/{self.host_pod_name}"
+        try:
+            await self._host_pods.until(lambda pods: super(VClusterSpawner, self).is_pod_running(pods.get(key)), key)
+        except WatchLost:
+            return False   # _notebook_failure ends the start with the reason
+        return True
+
     async def _notebook_failure(self) -> str:
         """Returns (never raises) once the pod shows it cannot run: failed, an image that cannot
         be pulled, the notebook container restarting after crashes, or, while it has no host
         copy, the host refusing it (admission: Pod Security, the chart's policies), which
         vCluster reports as a ``SyncError`` event on the virtual pod (upstream
-        pkg/patcher/apply.go)."""
-        key = f"{self.namespace}/{self.pod_name}"
+        pkg/patcher/apply.go). Woken by the host pod's watch events; the virtual pod's events
+        are looked at once a second while there is no host pod."""
+        key = f"{self.vcluster.namespace}/{self.host_pod_name}"
         while True:
-            await asyncio.sleep(1)
-            view = self.pod_reflector
-            pod = view.pods.get(key) if view else None
+            try:
+                await self._host_pods.until(lambda pods: _pod_failure(pods.get(key)), key, timeout=1.0)
+            except (asyncio.TimeoutError, WatchLost):
+                pass
             lost = self._watch_lost()
             if lost:
                 return lost
+            pod = self._host_pods.resources.get(key)
             if pod is None:
                 refusal = await self._host_refusal()
                 if refusal:
                     return f"the host cluster refused it: {refusal}"
                 continue
-            status = pod.get("status") or {}
-            if status.get("phase") == "Failed":
-                return status.get("message") or status.get("reason") or "the pod failed"
-            for c in status.get("containerStatuses") or []:
-                waiting = (c.get("state") or {}).get("waiting") or {}
-                last = (c.get("lastState") or {}).get("terminated") or {}
-                if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                             "CreateContainerConfigError", "CreateContainerError"):
-                    return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
-                if c.get("restartCount", 0) >= 2 and last:
-                    detail = (last.get("message") or "").strip().splitlines()[-1:] or [""]
-                    return f"it exited with code {last.get('exitCode')} {c['restartCount']} times; {detail[0]}".strip()
+            failure = _pod_failure(pod)
+            if failure:
+                return failure
 
     async def _host_refusal(self) -> str | None:
         """The message of a ``SyncError`` event on the virtual notebook pod (this one: events of
@@ -873,11 +870,12 @@ class VClusterSpawner(KubeSpawner):
             try:
                 if action == "sleep":
                     self.log.info("%s: putting vCluster %s to sleep", self._log_name, ref)
-                    await self.ops.sleep(ref)
+                    await self.lifecycle.sleep()
                 elif action == "delete" and self.vcluster_mode == "dynamic":
                     self.log.info("%s: deleting vCluster %s", self._log_name, ref)
-                    await self.ops.delete(ref)
-                    self._values_hash = ""
+                    await self.lifecycle.delete()
+            except Superseded as e:   # started elsewhere (a second hub, the CLI) meanwhile
+                self.log.info("%s: %s", self._log_name, e)
             except Exception:
                 self.log.exception("%s: %s of vCluster %s failed", self._log_name, action, ref)
             finally:
@@ -902,23 +900,8 @@ class VClusterSpawner(KubeSpawner):
         if self.name and servers - {self.name}:
             return  # another server of the user still needs the vCluster
         async with self._lock():
-            owned = await self.ops.owns_namespace(self.vcluster, self.owner)
-            if owned is False:
-                self.log.warning("%s: namespace %s does not belong to %s; nothing of it is deleted",
-                                 self._log_name, self.vcluster.namespace, self.owner.describe())
-                return
-            if owned:
-                await self.ops.delete(self.vcluster)
-            if self.home_enabled:
-                if self.delete_home_on_delete_forever and owned:
-                    deleted = await self.homes.delete(self.home_spec, self.vcluster, self.owner, self.home_bind_timeout)
-                    self.log.warning("%s: deleted home volume %s with its data (delete_home_on_delete_forever)",
-                                     self._log_name, deleted)
-                else:
-                    # kept, but never handed to a newcomer who gets the same name (home.py)
-                    await self.homes.retire(self.vcluster, self.owner)
-            if owned and self.delete_namespace_on_delete_forever:
-                await ignoring(shared_client("CoreV1Api").delete_namespace(self.vcluster.namespace), 404)
+            await self.lifecycle.remove_user(delete_home=self.delete_home_on_delete_forever,
+                                             delete_namespace=self.delete_namespace_on_delete_forever)
         await self._close_virtual()
 
     # ---- progress -----------------------------------------------------------------------------
@@ -950,8 +933,9 @@ class VClusterSpawner(KubeSpawner):
 
     def get_state(self):
         state = super().get_state()
-        state["vcluster"] = {"namespace": self.vcluster.namespace, "name": self.vcluster.name,
-                             "values_hash": self._values_hash}
+        # where the user's vCluster is, should the name templates change; everything else about
+        # it (owner, values hash, claim) is recorded on the cluster (lifecycle.py)
+        state["vcluster"] = {"namespace": self.vcluster.namespace, "name": self.vcluster.name}
         return state
 
     def load_state(self, state):
@@ -959,17 +943,14 @@ class VClusterSpawner(KubeSpawner):
         saved = state.get("vcluster")
         if saved:
             self.vcluster = Ref(saved["namespace"], saved["name"])
-            self._values_hash = saved.get("values_hash", "")
 
 
-def _gave_up(reflector: ResourceReflector) -> bool:
-    """Is KubeSpawner's reflector dead (kubespawner/reflector.py, pinned 7.x)? Its first list
-    failed (``first_load_future`` holds the error; it never watched), or its watch task ended,
-    which happens when it gives up, not while it is merely reconnecting."""
-    if reflector._stopping:
-        return False
-    first = reflector.first_load_future
-    if first.done() and (first.cancelled() or first.exception() is not None):
-        return True
-    task = reflector.watch_task
-    return task is not None and task.done()
+
+def _pod_failure(pod: dict | None) -> str | None:
+    """Why the notebook pod will not run, if it shows it will not."""
+    if pod is None:
+        return None
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        return status.get("message") or status.get("reason") or "the pod failed"
+    return container_failure(status.get("containerStatuses"))

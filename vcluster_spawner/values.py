@@ -12,6 +12,7 @@ import hashlib
 import json
 
 from .credentials import from_host_mappings
+from .vcluster import VALUES_HASH
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -97,6 +98,14 @@ def vcluster_values(operator: dict, computed: dict) -> dict:
 
 
 def values_hash(values: dict, chart: str) -> str:
-    """Changes whenever helm would install something different; stored in spawner state."""
+    """Changes whenever helm would install something different."""
     canonical = json.dumps({"chart": chart, "values": values}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def with_hash(values: dict, chart: str) -> dict:
+    """``values`` carrying their own hash to the StatefulSet (``vcluster.VALUES_HASH``, through
+    the chart value controlPlane.statefulSet.annotations, upstream chart/templates/statefulset.yaml
+    v0.36.1), so every caller compares against the cluster, not its own memory of the last install."""
+    return deep_merge(values, {"controlPlane": {"statefulSet": {"annotations": {
+        VALUES_HASH: values_hash(values, chart)}}}})

@@ -31,14 +31,20 @@ from kubernetes_asyncio.dynamic import DynamicClient
 from .helm import ChartRef, Helm
 from .ownership import Owner, describe_recorded, namespace_manifest, namespace_repair
 from .translate import MANAGED_BY
+from .watches import ControlPlanePods, ControlPlanes, FailedCreates, WatchLost, host_watch
 
 PAUSED = "loft.sh/paused"
 PAUSED_REPLICAS = "loft.sh/paused-replicas"
 PAUSED_DATE = "loft.sh/paused-date"
 MANAGED_BY_SPAWNER = "hub.jupyter.org/managed-by"
-# written by the spawner on the StatefulSet before each start: it changes the resourceVersion,
-# so a sleep or delete decided on an older read (the lifecycle service's) loses its conditional write
+# written on the StatefulSet by each start (and wake) before it reads the state: a sleep or
+# delete decided on a read before it finds this changed and does nothing (Superseded)
 STARTING_AT = "hub.jupyter.org/starting-at"
+# the hash of the values the StatefulSet was installed with (values.with_hash)
+VALUES_HASH = "hub.jupyter.org/values-hash"
+# written with the conditional pause that begins a delete: the uids of the control plane's data
+# volumes it will delete (only those: a cluster re-created meanwhile has new ones)
+DELETING = "hub.jupyter.org/deleting"
 
 log = logging.getLogger("vcluster_spawner.vcluster")
 
@@ -48,8 +54,8 @@ class VClusterError(RuntimeError):
 
 
 class Superseded(VClusterError):
-    """A conditional sleep or delete found the StatefulSet changed since it was read (a start
-    claimed the vCluster, most likely): nothing was done."""
+    """A sleep or delete found the vCluster claimed (by a start or a wake) since the state it
+    was decided on: nothing was done."""
 
 
 class NotOwned(VClusterError):
@@ -76,7 +82,67 @@ class Ref:
 class Status:
     state: State
     since: str | None = None       # paused-date when asleep
-    version: str | None = None     # the StatefulSet's resourceVersion when read, for conditional writes
+    version: str | None = None     # the StatefulSet's resourceVersion when read
+    claimed: str | None = None     # its claim (STARTING_AT) when read: a sleep or delete needs it unchanged
+    values_hash: str | None = None  # of the values it was installed with (VALUES_HASH)
+    deleting: bool = False          # a delete was decided and marked (DELETING) and may be under way
+
+
+def status_of(sts: dict | None) -> Status:
+    """The state of a vCluster from its StatefulSet as JSON (a watch event, or an API object
+    serialized), None meaning absent."""
+    if sts is None:
+        return Status(State.ABSENT)
+    metadata, spec, status = sts["metadata"], sts.get("spec") or {}, sts.get("status") or {}
+    annotations, version = metadata.get("annotations") or {}, metadata.get("resourceVersion")
+    common = {"version": version, "claimed": annotations.get(STARTING_AT), "values_hash": annotations.get(VALUES_HASH),
+              "deleting": DELETING in annotations}
+    if annotations.get(PAUSED) == "true" or not spec.get("replicas"):
+        return Status(State.ASLEEP, annotations.get(PAUSED_DATE), **common)
+    ready = (status.get("readyReplicas") or 0) >= 1
+    return Status(State.RUNNING if ready else State.STARTING, **common)
+
+
+def values_hash_of(values: dict) -> str | None:
+    """The hash ``values.with_hash`` put in ``values``."""
+    return ((values.get("controlPlane") or {}).get("statefulSet") or {}).get("annotations", {}).get(VALUES_HASH)
+
+
+def statefulset_key(ref: Ref) -> str:
+    return f"{ref.namespace}/{ref.name}"
+
+
+def control_plane_failure(pod: dict | None) -> str | None:
+    """Why the control plane pod cannot run, if it shows it cannot: unschedulable, an image
+    that cannot be pulled, a container that cannot be created or keeps crashing."""
+    if pod is None or pod["metadata"].get("deletionTimestamp"):
+        return None
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            return f"its pod cannot be scheduled: {condition.get('message', '')}"
+    if status.get("phase") == "Failed":
+        return f"its pod failed: {status.get('message') or status.get('reason') or ''}".strip()
+    return container_failure(status.get("initContainerStatuses"), status.get("containerStatuses"))
+
+
+# waiting reasons that do not go away by waiting (a crash loop is told by its restarts)
+HOPELESS_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                    "CreateContainerError")
+
+
+def container_failure(*statuses: list | None, restarts: int = 2) -> str | None:
+    """The first container status (of the given lists) that shows it will not run."""
+    for container in (c for group in statuses for c in group or []):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        if waiting.get("reason") in HOPELESS_WAITING:
+            return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+        if container.get("restartCount", 0) >= restarts and last:
+            detail = (last.get("message") or "").strip().splitlines()[-1:] or [""]
+            return (f"{container.get('name')} exited with code {last.get('exitCode')} "
+                    f"{container['restartCount']} times; {detail[0]}").strip().rstrip(";")
+    return None
 
 
 def _now() -> str:
@@ -122,21 +188,25 @@ class VClusterOps:
         self.apps = apps
         self.helm = helm
 
+    def _json(self, obj) -> dict:
+        return self.core.api_client.sanitize_for_serialization(obj)
+
     async def status(self, ref: Ref) -> Status:
         sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
-        if sts is None:
-            return Status(State.ABSENT)
-        annotations, version = sts.metadata.annotations or {}, sts.metadata.resource_version
-        if annotations.get(PAUSED) == "true" or not sts.spec.replicas:
-            return Status(State.ASLEEP, annotations.get(PAUSED_DATE), version)
-        ready = (sts.status.ready_replicas or 0) >= 1
-        return Status(State.RUNNING if ready else State.STARTING, version=version)
+        return status_of(self._json(sts) if sts is not None else None)
 
-    async def claim(self, ref: Ref) -> None:
-        """Mark the vCluster as being started (annotation ``STARTING_AT``), before its state is
-        read for a start. No StatefulSet yet: nothing to mark."""
-        await ignoring(self.apps.patch_namespaced_stateful_set(
-            ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now()}}}), 404)
+    async def claim(self, ref: Ref) -> Status:
+        """Mark the vCluster as being started (annotation ``STARTING_AT``) and return its state
+        as marked: a sleep or delete decided before (on an older resourceVersion) now fails its
+        conditional write. No StatefulSet yet: nothing to mark (absent)."""
+        try:
+            sts = await self.apps.patch_namespaced_stateful_set(
+                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now()}}})
+        except ApiException as e:
+            if e.status == 404:
+                return Status(State.ABSENT)
+            raise
+        return status_of(self._json(sts))
 
     async def ensure_namespace(self, ref: Ref, owner: Owner, labels: dict[str, str], *, create: bool = True,
                                hub_binding: dict | None = None) -> None:
@@ -223,15 +293,24 @@ class VClusterOps:
             self._dynamic_clients[key] = await DynamicClient(self.core.api_client)
         return self._dynamic_clients[key]
 
-    async def install(self, ref: Ref, chart: ChartRef, values: dict, report=lambda message: None) -> None:
-        """``helm upgrade --install``, after recovering a release an interrupted helm left
-        pending (a start cancelled by its timeout, a stop, a hub restart)."""
+    async def install(self, ref: Ref, chart: ChartRef, values: dict, report=lambda message: None) -> Status:
+        """``helm upgrade --install`` (``values`` carry their hash, ``with_hash``), after
+        recovering a release an interrupted helm left pending (a start cancelled by its timeout,
+        a stop, a hub restart). Returns the state of the installed StatefulSet."""
         pending = await self.helm.pending(ref.name, ref.namespace)
         if pending:
             report(f"Recovering your virtual cluster from an interrupted {pending.removeprefix('pending-')}")
             log.warning("vCluster %s: release was %s; recovering", ref, pending)
             await self.helm.recover(ref.name, ref.namespace, pending)
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
+        installed = values_hash_of(values)
+        watch = await host_watch(ControlPlanes)
+        # helm returns once the objects exist; the watch may be a moment behind
+        sts = await _within(watch.until(
+            lambda r: (s := r.get(statefulset_key(ref))) and s["metadata"].get("annotations", {}).get(VALUES_HASH)
+            == installed and s, statefulset_key(ref)), 60, f"vCluster {ref} was installed but its StatefulSet "
+                                                             "did not appear")
+        return status_of(sts)
 
     async def wake(self, ref: Ref) -> None:
         """``vcluster resume``: replicas from ``loft.sh/paused-replicas`` (default 1), the three
@@ -241,76 +320,106 @@ class VClusterOps:
         if annotations.get(PAUSED) != "true" and not sts.spec.replicas:
             log.warning("vCluster %s was scaled down without being paused; scaling it up", ref)
         replicas = int(annotations.get(PAUSED_REPLICAS) or 1)
+        # a wake is a claim too: a sleep or delete decided before it does nothing
         await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
-            "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None}},
+            "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None, STARTING_AT: _now()}},
             "spec": {"replicas": replicas}})
 
-    async def _pause(self, ref: Ref, unchanged_since: str | None) -> bool:
-        """Pause annotations and replicas 0; False if there is no StatefulSet. With
-        ``unchanged_since`` (a resourceVersion) the write is conditional: ``Superseded`` if the
-        StatefulSet changed since (the API server refuses a patch naming an older version)."""
-        sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
-        if sts is None:
-            return False
-        annotations = sts.metadata.annotations or {}
-        replicas = sts.spec.replicas or int(annotations.get(PAUSED_REPLICAS) or 1)
-        # asleep already: it has been since its paused-date (what the delete-after policy counts)
-        date = annotations.get(PAUSED_DATE) if annotations.get(PAUSED) == "true" else None
-        metadata = {"annotations": {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: date or _now()}}
-        if unchanged_since:
-            metadata["resourceVersion"] = unchanged_since
-        try:
-            await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
-                "metadata": metadata, "spec": {"replicas": 0}})
-        except ApiException as e:
-            if e.status == 409 and unchanged_since:
-                raise Superseded(f"vCluster {ref} changed since it was looked at; left as it is") from None
-            raise
-        return True
+    async def _pause(self, ref: Ref, decided_on: Status | None, *, deleting: dict | None = None) -> dict | None:
+        """Pause annotations and replicas 0 (and, for a delete, the ``DELETING`` mark) in one
+        write; None if there is no StatefulSet. With ``decided_on`` the write is conditional on
+        the claim being the one the decision saw: ``Superseded`` if a start or wake claimed the
+        vCluster since. The write names the resourceVersion the claim was checked on, so a
+        claim between the check and the write makes it fail (409) and the check is repeated;
+        other writes (the StatefulSet controller's status updates) only cause that repeat.
+        Returns the StatefulSet as written."""
+        for _ in range(10):
+            sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
+            if sts is None:
+                return None
+            annotations = sts.metadata.annotations or {}
+            if decided_on is not None and annotations.get(STARTING_AT) != decided_on.claimed:
+                raise Superseded(f"vCluster {ref} was claimed by a start since it was looked at; left as it is")
+            replicas = sts.spec.replicas or int(annotations.get(PAUSED_REPLICAS) or 1)
+            # asleep already: it has been since its paused-date (what the delete-after policy counts)
+            date = annotations.get(PAUSED_DATE) if annotations.get(PAUSED) == "true" else None
+            wanted = {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: date or _now()}
+            if deleting is not None:
+                wanted[DELETING] = json.dumps(deleting, sort_keys=True)
+            try:
+                written = await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
+                    "metadata": {"annotations": wanted, "resourceVersion": sts.metadata.resource_version},
+                    "spec": {"replicas": 0}})
+            except ApiException as e:
+                if e.status == 409:
+                    continue   # written meanwhile: look at the claim again
+                if e.status == 404:
+                    return None
+                raise
+            return self._json(written)
+        raise VClusterError(f"vCluster {ref} kept changing; it was not paused")
 
-    async def sleep(self, ref: Ref, timeout: float = 180, *, unchanged_since: str | None = None) -> None:
+    async def sleep(self, ref: Ref, timeout: float = 180, *, decided_on: Status | None = None) -> None:
         """``vcluster pause``: pause annotations and replicas 0, wait for the control plane to
         stop, then delete every host pod it synced (scaling alone leaves them running).
-        ``unchanged_since``: act only on the StatefulSet as it was at that resourceVersion."""
-        if not await self._pause(ref, unchanged_since):
+        ``decided_on``: act only if nothing claimed the vCluster since that state (``_pause``)."""
+        paused = await self._pause(ref, decided_on)
+        if paused is None:
             return
-
-        async def scaled_down():
-            current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
-            return not current.status.replicas
-        await poll_until(scaled_down, timeout, f"vCluster {ref} did not scale down")
-        current = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
-        if (current.metadata.annotations or {}).get(PAUSED) != "true":
+        key = statefulset_key(ref)
+        watch = await host_watch(ControlPlanes)
+        sts = await _within(watch.until(lambda r: _scaled_down(r.get(key)), key), timeout,
+                            f"vCluster {ref} did not scale down")
+        if sts is not True and (sts["metadata"].get("annotations") or {}).get(PAUSED) != "true":
             # woken while it scaled down: the pods now belong to the new start
             log.info("vCluster %s was woken while going to sleep; its pods are left alone", ref)
             return
-        await self.core.delete_collection_namespaced_pod(ref.namespace, label_selector=f"{MANAGED_BY}={ref.name}")
+        # the synced pods of this paused control plane, by uid: a wake creates new ones only
+        # after its control plane runs again, and those are never deleted here
+        pods = await self.core.list_namespaced_pod(ref.namespace, label_selector=f"{MANAGED_BY}={ref.name}")
+        for pod in pods.items:
+            await ignoring(self.core.delete_namespaced_pod(
+                pod.metadata.name, ref.namespace, body={"preconditions": {"uid": pod.metadata.uid}}), 404, 409)
 
-    async def delete(self, ref: Ref, *, unchanged_since: str | None = None) -> None:
-        """``vcluster delete``: uninstall the release, then delete the control plane's data PVC
-        so nothing of the old virtual cluster revives on the next create. ``unchanged_since``:
-        first pause it with a conditional write (see ``sleep``), so a start that claimed it since
-        that resourceVersion keeps it."""
-        if unchanged_since:
-            await self._pause(ref, unchanged_since)
+    async def delete(self, ref: Ref, *, decided_on: Status | None = None) -> None:
+        """``vcluster delete``: uninstall the release, then delete the control plane's data
+        volumes so nothing of the old virtual cluster revives on the next create.
+
+        First, in one write: paused, and marked ``DELETING`` with the uids of the data volumes
+        (deleted by uid only: a cluster re-created meanwhile keeps its own). A start that finds
+        the mark finishes the delete before it creates anew (``finish_delete``).
+        ``decided_on``: that write is conditional (``_pause``), so a start that claimed the
+        vCluster since keeps it and nothing is deleted."""
+        volumes = {}
+        for name in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
+            pvc = await read_or_none(self.core.read_namespaced_persistent_volume_claim, name, ref.namespace)
+            if pvc is not None:
+                volumes[name] = pvc.metadata.uid
+        await self._pause(ref, decided_on, deleting=volumes)
         await self.helm.uninstall(ref.name, ref.namespace)
-        for pvc in (f"data-{ref.name}-0", f"data-{ref.name}-etcd-0"):
-            await ignoring(self.core.delete_namespaced_persistent_volume_claim(pvc, ref.namespace), 404)
+        for name, uid in volumes.items():
+            await ignoring(self.core.delete_namespaced_persistent_volume_claim(
+                name, ref.namespace, body={"preconditions": {"uid": uid}}), 404, 409)
+
+    async def finish_delete(self, ref: Ref, timeout: float) -> None:
+        """A start found the vCluster marked ``DELETING``: whoever began the delete has up to
+        ``timeout`` seconds to finish it (two helm uninstalls of one release must not overlap);
+        then it is finished here (helm's own timeout has ended the other one's helm by then)."""
+        key = statefulset_key(ref)
+        watch = await host_watch(ControlPlanes)
+        try:
+            await asyncio.wait_for(watch.until(lambda r: key not in r, key), timeout)
+        except asyncio.TimeoutError:
+            log.warning("vCluster %s: a delete begun elsewhere did not finish in %.0f s; finishing it", ref, timeout)
+        await self.delete(ref)
 
     async def wait_ready(self, ref: Ref, virtual: VirtualClient, timeout: float, report) -> None:
         """Readiness as `vcluster connect` judges it: control plane Ready and not paused,
-        ``/readyz`` through the vCluster API, ServiceAccount ``default/default`` present."""
-        async def control_plane_ready():
-            if (await self.status(ref)).state == State.RUNNING:
-                return True
-            # an unschedulable control plane would otherwise be a silent wait until the
-            # timeout; raised errors are retried and the last one ends up in the timeout message
-            pod = await read_or_none(self.core.read_namespaced_pod, f"{ref.name}-0", ref.namespace)
-            for condition in (pod.status.conditions or []) if pod and pod.status else []:
-                if condition.type == "PodScheduled" and condition.reason == "Unschedulable":
-                    raise VClusterError(f"its pod cannot be scheduled: {condition.message}")
-            return False
-        await poll_until(control_plane_ready, timeout, f"the control plane of vCluster {ref} did not become ready")
+        ``/readyz`` through the vCluster API, ServiceAccount ``default/default`` present. The
+        control plane is followed through the shared watches; a pod that shows it cannot run, or
+        the host refusing to create it, ends the wait at once with the reason."""
+        await _within(first_of(self._control_plane_ready(ref), self._control_plane_failure(ref)), timeout,
+                      f"the control plane of vCluster {ref} did not become ready")
         report("control-plane")
         await poll_until(virtual.readyz, timeout, f"the API of vCluster {ref} did not become ready")
         report("api")
@@ -320,6 +429,61 @@ class VClusterOps:
             return await read_or_none(client.CoreV1Api(api).read_namespaced_service_account, "default", "default")
         await poll_until(default_service_account, timeout, f"vCluster {ref} has no default ServiceAccount yet")
         report("service-account")
+
+    @staticmethod
+    async def _control_plane_ready(ref: Ref) -> None:
+        key = statefulset_key(ref)
+        watch = await host_watch(ControlPlanes)
+        await watch.until(lambda r: status_of(r.get(key)).state == State.RUNNING, key)
+
+    @staticmethod
+    async def _control_plane_failure(ref: Ref) -> None:
+        """Raises once the control plane shows it cannot start; never returns otherwise."""
+        pods, refusals = await host_watch(ControlPlanePods), await host_watch(FailedCreates)
+        pod_key, since = f"{ref.namespace}/{ref.name}-0", _now()[:19]
+
+        def refused(events: dict) -> str | None:
+            # an event of this wait: FailedCreate events of earlier attempts are kept an hour
+            return next((e.get("message") or "" for e in events.values()
+                         if e["involvedObject"].get("namespace") == ref.namespace
+                         and e["involvedObject"].get("name") == ref.name
+                         and (e.get("lastTimestamp") or e.get("eventTime") or "")[:19] >= since), None)
+        reason = await first_of(pods.until(lambda r: control_plane_failure(r.get(pod_key)), pod_key),
+                                refusals.until(refused))
+        if reason in (None, ""):
+            reason = "the host refused to create its pod"
+        raise VClusterError(reason if reason.startswith("its pod") else f"the host cannot run it: {reason}")
+
+
+def _scaled_down(sts: dict | None):
+    """Truthy once no control plane pod is left: the StatefulSet (or True when it is gone)."""
+    if sts is None:
+        return True
+    return sts if not (sts.get("status") or {}).get("replicas") else None
+
+
+async def _within(awaitable, timeout: float, message: str):
+    """``awaitable`` bounded by ``timeout``: a ``VClusterError`` saying ``message`` after it, as
+    after a lost watch."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except asyncio.TimeoutError:
+        raise VClusterError(f"{message} within {timeout:.0f} s") from None
+    except WatchLost as e:
+        raise VClusterError(f"{message}: {e}") from None
+
+
+async def first_of(*awaitables):
+    """The result of whichever finishes first (its exception, if it raised); the others are
+    cancelled."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def concurrently(*awaitables) -> list:
@@ -375,8 +539,10 @@ class VirtualClient:
         self.core = core
         self.api_url_template = api_url_template
         self._api: client.ApiClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._dir: Path | None = None
         self.server = ""
+        self.exported = b""   # the kubeconfig vCluster exported (Secret vc-N), as read once
 
     async def api(self) -> client.ApiClient:
         if self._api is not None:
@@ -384,7 +550,8 @@ class VirtualClient:
         secret = await read_or_none(self.core.read_namespaced_secret, f"vc-{self.ref.name}", self.ref.namespace)
         if secret is None or "config" not in (secret.data or {}):
             raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret vc-{self.ref.name}) yet")
-        kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
+        self.exported = base64.b64decode(secret.data["config"])
+        kubeconfig = yaml.safe_load(self.exported)
         context = next(c for c in kubeconfig["contexts"] if c["name"] == kubeconfig["current-context"])["context"]
         cluster = next(c for c in kubeconfig["clusters"] if c["name"] == context["cluster"])["cluster"]
         user = next(u for u in kubeconfig["users"] if u["name"] == context["user"])["user"]
@@ -408,16 +575,20 @@ class VirtualClient:
         return self._api
 
     async def readyz(self) -> bool:
-        api = await self.api()
-        c = api.configuration
-        ctx = ssl.create_default_context(cafile=c.ssl_ca_cert)
-        if c.cert_file:
-            ctx.load_cert_chain(c.cert_file, c.key_file)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.server}/readyz", ssl=ctx, timeout=aiohttp.ClientTimeout(total=5)) as r:
-                return r.status == 200
+        if self._http is None:
+            c = (await self.api()).configuration
+            ctx = ssl.create_default_context(cafile=c.ssl_ca_cert)
+            if c.cert_file:
+                ctx.load_cert_chain(c.cert_file, c.key_file)
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
+                                               timeout=aiohttp.ClientTimeout(total=5))
+        async with self._http.get(f"{self.server}/readyz") as r:
+            return r.status == 200
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._api is not None:
             await self._api.close()
             self._api = None

@@ -8,6 +8,7 @@ values, mode and stop action are exactly the spawner's; cluster operations are t
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import signal
@@ -67,18 +68,34 @@ def load_hub_config(path: str | None) -> Config:
     return loader.load_config()
 
 
-def spawner_for(config: Config, username: str):
-    """A VClusterSpawner for ``username`` that is never started: its traits, names and ``ops``.
-    Call it on the event loop (KubeSpawner's constructor needs one)."""
+def spawner_for(config: Config, user: dict):
+    """A VClusterSpawner for a hub user (a REST API user model; ``{"name": ...}`` where the hub
+    is not asked) that is never started: its traits, names and ``lifecycle``. Its vCluster is
+    the one saved in a server's state, which wins over the name templates (they may have
+    changed since); a user id is never invented: a template that needs one and a user with no
+    saved state is an error (``names.UnknownUserId``). Call it on the event loop (KubeSpawner's
+    constructor needs one)."""
+    from ..names import expand, user_fields
     from ..spawner import VClusterSpawner
 
-    user = SimpleNamespace(name=username, id=0, url=f"/user/{username}/", spawners={})
-    return VClusterSpawner(config=config, user=user, _mock=True)
+    name = user["name"]
+    hub_user = SimpleNamespace(name=name, id=None, url=f"/user/{quote(name, safe='')}/", spawners={},
+                               created=parse_time(user.get("created")))
+    spawner = VClusterSpawner(config=config, user=hub_user, _mock=True)
+    spawner.vcluster = saved_ref(user) or spawner.vcluster
+    if spawner.vcluster is None:
+        expand(spawner.vcluster_namespace_template, user_fields(name, None), 63)   # UnknownUserId says why
+    return spawner
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    """The hub's and Kubernetes' UTC timestamps (``…Z``) as aware datetimes."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def saved_ref(user: dict) -> Ref | None:
     """The user's vCluster as saved in a server's spawner state (the hub API shows it with
-    ``admin:server_state``); it wins over the name templates, which may have changed since."""
+    ``admin:server_state``)."""
     for server in (user.get("servers") or {}).values():
         saved = (server.get("state") or {}).get("vcluster")
         if saved:

@@ -14,12 +14,11 @@ from decimal import Decimal
 
 from kubernetes_asyncio.client.rest import ApiException
 
-from ..vcluster import Ref, State, VClusterOps, read_or_none
+from ..vcluster import Ref, State, VClusterOps, control_plane_failure, read_or_none
+from .common import parse_time
 
 _SUFFIXES = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
              "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_WAITING_ERRORS = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                   "CreateContainerConfigError", "CreateContainerError"}
 
 
 def quantity(text: str) -> Decimal:
@@ -41,10 +40,7 @@ class VClusterView:
     memory_requests: Decimal = Decimal(0)     # bytes
     pods: int = 0
     extra: dict = field(default_factory=dict)
-
-
-def _parse(text: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    claimed: str | None = None         # the claim seen (vcluster.STARTING_AT): an action confirmed on it is conditional
 
 
 async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
@@ -59,18 +55,15 @@ async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
     sts = await ops.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
     view = VClusterView(ref, {State.RUNNING: "running", State.ASLEEP: "asleep",
                               State.STARTING: "provisioning"}[status.state],
-                        created=sts.metadata.creation_timestamp)
+                        created=sts.metadata.creation_timestamp, claimed=status.claimed)
     if status.state == State.ASLEEP:
-        view.since = _parse(status.since)
+        view.since = parse_time(status.since)
     pods = (await ops.core.list_namespaced_pod(ref.namespace)).items
     control_plane = next((p for p in pods if p.metadata.name == f"{ref.name}-0"), None)
     if control_plane is not None:
-        for c in control_plane.status.container_statuses or []:
-            waiting = c.state.waiting if c.state else None
-            if waiting and waiting.reason in _WAITING_ERRORS:
-                view.state, view.detail = "error", f"control plane: {waiting.reason} {waiting.message or ''}".strip()
-        if control_plane.status.phase == "Failed":
-            view.state, view.detail = "error", f"control plane failed: {control_plane.status.message or ''}".strip()
+        failure = control_plane_failure(ops.core.api_client.sanitize_for_serialization(control_plane))
+        if failure:
+            view.state, view.detail = "error", f"control plane: {failure}"
         if status.state == State.RUNNING:
             ready = next((c for c in control_plane.status.conditions or [] if c.type == "Ready"), None)
             view.since = ready.last_transition_time if ready else None

@@ -27,14 +27,16 @@ import sys
 from traitlets import Bool, Float
 
 from ..vcluster import Ref, State, Superseded, read_or_none
-from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for, stop_signal
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    """The hub's and vCluster's UTC timestamps (``…Z``) as aware datetimes."""
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+from .common import (
+    HubAPI,
+    HubService,
+    active_servers,
+    load_hub_config,
+    parse_time,
+    saved_ref,
+    spawner_for,
+    stop_signal,
+)
 
 
 def now() -> datetime.datetime:
@@ -82,13 +84,14 @@ class LifecycleService(HubService):
         self._last_decision: dict[Ref, str] = {}
         self._spawners: dict[str, object] = {}
 
-    async def _spawner(self, username: str):
-        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
-        constructor needs the running loop and reads the kube config synchronously (a short
-        file read, done once per user and process)."""
-        if username not in self._spawners:
-            self._spawners[username] = spawner_for(self.spawner_config, username)
-        return self._spawners[username]
+    def _spawner(self, user: dict):
+        """One never-started spawner per user and saved vCluster (names, traits, ``lifecycle``),
+        built once: KubeSpawner's constructor reads the kube config synchronously (a short file
+        read, done once per user and process)."""
+        key = (user["name"], saved_ref(user))
+        if key not in self._spawners:
+            self._spawners[key] = spawner_for(self.spawner_config, user)
+        return self._spawners[key]
 
     def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
         """(action, reason) for one user's vCluster; action is keep, sleep or delete.
@@ -134,10 +137,10 @@ class LifecycleService(HubService):
         self._last_decision[ref] = key
 
     async def reconcile_user(self, user: dict) -> str:
-        spawner = await self._spawner(user["name"])
-        ref = saved_ref(user) or spawner.vcluster
+        spawner = self._spawner(user)
+        ref, lifecycle = spawner.vcluster, spawner.lifecycle
         try:
-            ops = spawner.ops
+            ops = lifecycle.ops
             status = await ops.status(ref)
             pod = await read_or_none(ops.core.read_namespaced_pod, f"{ref.name}-0", ref.namespace)
             action, reason = self._decide(user, spawner, status, pod.metadata.creation_timestamp if pod else None)
@@ -153,9 +156,9 @@ class LifecycleService(HubService):
             # vCluster since (VClusterOps.claim) wins
             try:
                 if action == "sleep":
-                    await ops.sleep(ref, unchanged_since=status.version)
+                    await lifecycle.sleep(decided_on=status)
                 elif action == "delete":
-                    await ops.delete(ref, unchanged_since=status.version)
+                    await lifecycle.delete(decided_on=status)
             except Superseded as e:
                 self.log.info("decision user=%s vcluster=%s keep: %s", user["name"], ref, e)
                 return "keep"

@@ -106,5 +106,6 @@ def confirm(username: str, action: str, view: VClusterView, prefix: str, xsrf: s
             f"<code>{escape(str(view.ref))}</code> of <b>{escape(username)}</b> "
             f"(now <span class='state {view.state}'>{view.state}</span>)?</p><p>{consequences}</p>"
             f"<form method=post action='{path}'><input type=hidden name=_xsrf value='{escape(xsrf)}'>"
+            f"<input type=hidden name=claimed value='{escape(view.claimed or '')}'>"
             f"<button class='{'danger' if action == 'delete' else ''}' type=submit>Yes, {escape(action)}</button>"
             f"<a class=button href='{prefix}'>Cancel</a></form></div>")

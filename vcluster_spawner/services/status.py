@@ -25,6 +25,7 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode
 
+from ..vcluster import State, Status, Superseded
 from . import pages
 from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for, stop_signal
 from .inspect import inspect, read_kubeconfig
@@ -58,18 +59,15 @@ class StatusService(HubService):
         self.hub_home = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/home"
         self._spawners: dict = {}
 
-    async def spawner(self, username: str):
-        """One never-started spawner per user (names, traits, ``ops``), built once: KubeSpawner's
-        constructor needs the running loop and reads the kube config synchronously (a short
-        file read, done once per user and process)."""
-        if username not in self._spawners:
-            self._spawners[username] = spawner_for(self.spawner_config, username)
-        return self._spawners[username]
-
     async def lookup(self, user: dict):
-        """(spawner, vCluster ref) for a hub user model."""
-        spawner = await self.spawner(user["name"])
-        return spawner, saved_ref(user) or spawner.vcluster
+        """(spawner, vCluster ref) for a hub user model: one never-started spawner per user and
+        saved vCluster (traits, names, ``lifecycle``), built once (KubeSpawner's constructor
+        reads the kube config synchronously: a short file read, once per user and process)."""
+        key = (user["name"], saved_ref(user))
+        if key not in self._spawners:
+            self._spawners[key] = spawner_for(self.spawner_config, user)
+        spawner = self._spawners[key]
+        return spawner, spawner.vcluster
 
     def kubeconfig_secret(self, username: str, ref) -> str:
         return self.kubeconfig_secret_template.format(name=ref.name, namespace=ref.namespace, username=username)
@@ -198,14 +196,21 @@ class ActionHandler(BaseHandler):
         if action in ("sleep", "delete") and active_servers(user):
             self._back(f"{username} has active servers: stop them in the admin panel first", error=True)
             return
+        # the vCluster as the admin saw it on the confirmation page: if a start claimed it
+        # since, a sleep or delete does nothing (lifecycle.py)
+        seen = Status(State.RUNNING, claimed=self.get_body_argument("claimed", "") or None)
         log.info("admin %s: %s vCluster %s of %s", self.username, action, ref, username)
         try:
             if action == "sleep":
-                await spawner.ops.sleep(ref)
+                await spawner.lifecycle.sleep(decided_on=seen)
             elif action == "wake":
-                await spawner.ops.wake(ref)
+                await spawner.lifecycle.wake()
             else:
-                await spawner.ops.delete(ref)
+                await spawner.lifecycle.delete(decided_on=seen)
+        except Superseded:
+            self._back(f"{action} of {ref}: not done, the virtual cluster changed since you looked "
+                       "(a server started, say); look again", error=True)
+            return
         except Exception as e:
             log.error("admin %s: %s of %s failed: %s", self.username, action, ref, e)
             self._back(f"{action} of {ref} failed: {e}", error=True)

@@ -1,0 +1,184 @@
+"""The one path by which a user's vCluster is brought up, put to sleep, woken and deleted.
+
+Four callers drive a user's vCluster: the spawner (start, stop action, removal of the user),
+the operator CLI, the lifecycle service and the status page. Each keeps only what is its own
+(traits, argument parsing, the HTTP layer) and calls this object, so the decisions and their
+fences are written once (docs/architecture.md, "One lifecycle path"):
+
+- the cluster is the source of truth: the owner is recorded on the namespace, the values hash
+  on the StatefulSet (``values.VALUES_HASH``), the claim of a start on the StatefulSet too
+  (``vcluster.STARTING_AT``); no caller keeps its own memory of them;
+- every destructive step is conditional on the StatefulSet as the decision saw it (its
+  resourceVersion): a start that claimed the vCluster since keeps it (``Superseded``);
+- a delete marks what it will delete; a start that finds the mark finishes the delete first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .ownership import Owner
+from .vcluster import NotOwned, Ref, State, Status, VClusterError, VClusterOps, VirtualClient, ignoring, values_hash_of
+
+if TYPE_CHECKING:   # the spawner is the settings: its traits are the configuration
+    from .spawner import VClusterSpawner
+
+log = logging.getLogger("vcluster_spawner.lifecycle")
+
+Report = Callable[[int, str], None]   # (progress percent, message)
+
+
+def _quiet(progress: int, message: str) -> None:
+    pass
+
+
+class VClusterLifecycle:
+    """One user's vCluster, configured by a ``VClusterSpawner`` (started or not: the CLI and the
+    services build one per user from the hub's configuration, ``services.common.spawner_for``)."""
+
+    def __init__(self, settings: VClusterSpawner):
+        self.settings = settings
+
+    @property
+    def ref(self) -> Ref:
+        return self.settings.vcluster
+
+    @property
+    def ops(self) -> VClusterOps:
+        return self.settings.ops
+
+    @property
+    def owner(self) -> Owner:
+        return self.settings.owner
+
+    async def ensure_namespace(self, *, create: bool) -> None:
+        """The user's host namespace, owned by the user and labelled (ownership.py); created
+        only when ``create``."""
+        s = self.settings
+        await self.ops.ensure_namespace(self.ref, self.owner, s.namespace_labels(), create=create,
+                                        hub_binding=s.hub_binding)
+
+    async def owned(self) -> bool | None:
+        """Does the user's namespace record this user? None: there is no namespace."""
+        return await self.ops.owns_namespace(self.ref, self.owner)
+
+    async def check_owned(self) -> None:
+        """``NotOwned`` unless the namespace is absent or records this user."""
+        if await self.owned() is False:
+            raise NotOwned(f"namespace {self.ref.namespace} does not belong to {self.owner.name!r}; left alone")
+
+    # ---- bringing it up ------------------------------------------------------------------
+
+    async def bring_up(self, report: Report = _quiet) -> Status:
+        """Namespace, claim, install or upgrade (dynamic mode: when absent or its values hash is
+        not the wanted one), the namespace's objects, and a wake if it sleeps. Returns the
+        state after that; ``wait_ready`` waits for it to serve."""
+        s, ref, ops = self.settings, self.ref, self.ops
+        dynamic = s.vcluster_mode == "dynamic"
+        # first of all: nothing of a namespace that is not this user's is read or touched
+        await self.ensure_namespace(create=dynamic)
+        # before the state is read: a sleep or delete decided elsewhere on the state before this
+        # claim loses its conditional write
+        status = await ops.claim(ref)
+        if status.deleting:
+            report(12, f"Waiting for the deletion of your previous virtual cluster {ref.name} to finish")
+            await ops.finish_delete(ref, s.helm_timeout)
+            status = Status(State.ABSENT)
+        if not dynamic and status.state == State.ABSENT:
+            raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); please contact the administrators")
+        if dynamic:
+            values = s.effective_values()
+            if status.state == State.ABSENT or status.values_hash != values_hash_of(values):
+                verb = "Creating" if status.state == State.ABSENT else "Updating"
+                report(10, f"{verb} your virtual cluster {ref.name}")
+                status = await ops.install(ref, s.chart, values, lambda message: report(12, message))
+        await ops.apply_namespace_objects(ref, s.rendered_namespace_objects())
+        if status.state == State.ASLEEP:
+            since = f" (asleep since {status.since})" if status.since else ""
+            report(20, f"Waking your virtual cluster {ref.name}{since}")
+            await ops.wake(ref)
+        elif status.state == State.RUNNING:
+            report(40, f"Your virtual cluster {ref.name} is running")
+        return status
+
+    async def wait_ready(self, virtual: VirtualClient, report: Report = _quiet) -> None:
+        steps = {"control-plane": (40, "Control plane is up; waiting for its API"),
+                 "api": (50, "API is up; waiting for the default service account"),
+                 "service-account": (55, "Virtual cluster ready")}
+        report(30, "Waiting for the virtual cluster's control plane")
+        await self.ops.wait_ready(self.ref, virtual, self.settings.vcluster_ready_timeout,
+                                  lambda step: report(*steps[step]))
+
+    async def provision(self, virtual: VirtualClient, *, asleep: bool, report: Report = _quiet) -> None:
+        """The operator's ``provision``: install or upgrade exactly as a start would, then
+        converge to running or, with ``asleep``, to asleep.
+
+        ``helm upgrade`` restores the chart's replica count (its three-way merge undoes the
+        pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up:
+        with ``asleep`` it is paused again at once. A new vCluster runs until ready once before
+        it sleeps, so its first wake finds it initialised."""
+        s, ref, ops = self.settings, self.ref, self.ops
+        before = await ops.status(ref)
+        report(5, f"{'installing' if before.state == State.ABSENT else 'upgrading'} {ref} ({s.chart})")
+        await self.ensure_namespace(create=True)
+        await ops.apply_namespace_objects(ref, s.rendered_namespace_objects())
+        status = await ops.install(ref, s.chart, s.effective_values(), lambda message: report(12, message))
+        if before.state == State.ASLEEP and asleep:
+            await ops.sleep(ref, decided_on=status)
+            return
+        if status.state == State.ASLEEP:
+            await ops.wake(ref)
+        await self.wait_ready(virtual, report)
+        if asleep:
+            await self.sleep()
+
+    # ---- putting it away -------------------------------------------------------------------
+
+    async def sleep(self, decided_on: Status | None = None) -> bool:
+        """Put it to sleep if nothing claimed it since ``decided_on`` (the state the decision
+        was made on; None: now). False when there is nothing to put to sleep."""
+        status = decided_on or await self.ops.status(self.ref)
+        if status.state == State.ABSENT:
+            return False
+        await self.ops.sleep(self.ref, decided_on=status)
+        return True
+
+    async def wake(self) -> None:
+        if (await self.ops.status(self.ref)).state == State.ABSENT:
+            raise VClusterError(f"vCluster {self.ref} does not exist")
+        await self.ops.wake(self.ref)
+
+    async def delete(self, decided_on: Status | None = None) -> None:
+        """Delete it (release and control plane data; never home storage) if nothing claimed
+        it since ``decided_on`` (None: now). A release without a StatefulSet is uninstalled
+        all the same."""
+        status = decided_on or await self.ops.status(self.ref)
+        await self.ops.delete(self.ref, decided_on=status)
+
+    async def remove_user(self, *, delete_home: bool, delete_namespace: bool) -> str | None:
+        """The user was removed from the hub: the vCluster goes (static ones too), the home is
+        kept for an administrator (retired: never handed to a newcomer of the same name) or,
+        with ``delete_home``, deleted; the namespace is deleted with ``delete_namespace``.
+        Nothing is done to a namespace that records someone else. Returns the deleted home
+        volume's name, if one was deleted."""
+        s, ref = self.settings, self.ref
+        owned = await self.owned()
+        if owned is False:
+            log.warning("namespace %s does not belong to %s; nothing of it is deleted", ref.namespace,
+                        self.owner.describe())
+            return None
+        deleted = None
+        if owned:
+            await self.delete()
+        if s.home_enabled:
+            if delete_home and owned:
+                deleted = await s.homes.delete(s.home_spec, ref, self.owner, s.home_bind_timeout)
+                log.warning("deleted home volume %s of %s with its data", deleted, self.owner.name)
+            else:
+                await s.homes.retire(ref, self.owner)
+        if owned and delete_namespace:
+            await ignoring(self.ops.core.delete_namespace(ref.namespace), 404)
+        return deleted
+
