@@ -108,18 +108,35 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 async def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str, alive=()):
-    """Poll an async ``predicate`` until truthy; fail early if a process in ``alive`` died."""
+    """Poll an async ``predicate`` until truthy; fail early if a process in ``alive`` died.
+    An error of the predicate counts as "not yet" (connection refused, a 500 during start-up),
+    except an ``AssertionError``, which is raised at once; the last error is in the timeout's
+    message."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    last_error = None
     while True:
         for proc in alive:
             proc.check_alive()
         try:
             result = await predicate()
-        except Exception:  # not ready yet: connection refused, 500 during start-up, ...
-            result = None
+        except AssertionError:
+            raise
+        except Exception as e:
+            result, last_error = None, e
         if result:
             return result
         if loop.time() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            detail = f" (last error: {type(last_error).__name__}: {last_error})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        await asyncio.sleep(interval)
+
+
+async def holds(predicate, *, seconds: float, interval: float = 0.1, what: str) -> None:
+    """Check an async ``predicate`` throughout ``seconds`` (a negative assertion: something
+    does not happen); fails the moment it stops holding."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        assert await predicate(), f"no longer true: {what}"
         await asyncio.sleep(interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -19,10 +20,10 @@ from .helpers import pod_ready, processes_matching, python_pod
 pytestmark = pytest.mark.cluster
 
 
-def _wait_gone(marker: str, timeout: float = 20) -> list[int]:
+async def _wait_gone(marker: str, timeout: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout
     while (left := processes_matching(marker)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     return left
 
 
@@ -42,8 +43,8 @@ async def test_killed_supervisor_takes_every_component_and_pod_with_it(tmp_path)
     assert len(processes_matching(f"--directory={tmp_path}")) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _wait_gone(str(state_dir)) == []
-    assert _wait_gone(f"--directory={tmp_path}") == []
+    assert await _wait_gone(str(state_dir)) == []
+    assert await _wait_gone(f"--directory={tmp_path}") == []
 
 
 def test_cli_status_env_and_down(tmp_path):
@@ -56,5 +57,5 @@ def test_cli_status_env_and_down(tmp_path):
     assert f"export KUBECONFIG={state.admin_kubeconfig}" in run("env").stdout
     assert run("down").returncode == 0
     assert proc.wait(30) == 0
-    assert _wait_gone(str(state_dir)) == []
+    assert asyncio.run(_wait_gone(str(state_dir))) == []
     assert run("status").returncode == 3

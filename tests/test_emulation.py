@@ -12,7 +12,7 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
-from localcluster.processes import wait_for
+from localcluster.processes import holds, wait_for
 from vcluster_spawner.translate import host_name
 
 from .helpers import gone, pod_phase, pod_ready, python_pod
@@ -352,8 +352,9 @@ async def test_reinstall_with_retained_data_revives_the_virtual_state(kube, clus
             return await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)
         hpvc = await wait_for(recreated, timeout=60, what="host PVC re-created from the revived virtual PVC")
         assert hpvc.spec.volume_name == old_volume
-        await asyncio.sleep(2)
-        assert (await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)).status.phase == "Pending"
+        async def pending():
+            return (await core.read_namespaced_persistent_volume_claim("home-x-default-x-vc", ns)).status.phase == "Pending"
+        await holds(pending, seconds=2, what="the re-created host PVC stays Pending")
     finally:
         await vapi2.close()
 
@@ -447,8 +448,9 @@ async def test_init_manifests_exist_before_the_syncer_and_set_owner_false(kube, 
         await vapi.close()
         await helm(cluster, "uninstall", "vc", "-n", ns)
     # without owners the synced pod outlives the release (the cost of setOwner: false)
-    await asyncio.sleep(3)
-    assert (await client.CoreV1Api(kube).read_namespaced_pod("p-x-default-x-vc", ns)).status.phase == "Running"
+    async def running():
+        return (await client.CoreV1Api(kube).read_namespaced_pod("p-x-default-x-vc", ns)).status.phase == "Running"
+    await holds(running, seconds=3, what="the synced pod outlives its release")
     await client.CoreV1Api(kube).delete_namespace(ns)
 
 

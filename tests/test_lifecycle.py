@@ -352,7 +352,7 @@ async def test_a_crashing_notebook_fails_fast_with_its_reason(cluster, kube, tmp
         started = loop.time()
         events = await hub.start_server("cara")
         assert events[-1].get("failed"), events[-1]
-        assert "Your notebook server could not start: it exited with code 3" in events[-1]["message"]
+        assert "Your notebook server could not start: notebook exited with code 3" in events[-1]["message"]
         assert loop.time() - started < 120   # not the 240 s start_timeout
         _, pods = await vcluster_state(kube, "cara")
         assert pods == []                    # cleaned up, vCluster asleep

@@ -10,6 +10,7 @@ import pytest
 from traitlets import TraitError
 
 from vcluster_spawner.spawner import VClusterSpawner
+from vcluster_spawner.vcluster import State, Status
 
 
 class FakeOps:
@@ -20,6 +21,9 @@ class FakeOps:
     async def owns_namespace(self, ref, owner):
         self.calls.append(f"owns {ref.namespace} {owner.name}")
         return self.owned
+
+    async def status(self, ref):
+        return Status(State.RUNNING, claimed="t0")
 
     async def delete(self, ref, **kwargs):
         self.calls.append(f"delete {ref}")
@@ -78,7 +82,7 @@ async def test_home_data_is_deleted_on_removal_only_when_configured(monkeypatch)
 
 
 @pytest.mark.parametrize("setting", [{"enable_user_namespaces": True}, {"storage_pvc_ensure": True},
-                                     {"namespace": "jhub"}])
+                                     {"namespace": "jhub"}, {"internal_ssl": True}, {"services_enabled": True}])
 async def test_kubespawner_settings_that_cannot_work_are_refused_by_name(monkeypatch, setting):
     monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
     user = SimpleNamespace(name="alice", id=1, url="/user/alice/", spawners={})

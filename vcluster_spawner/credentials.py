@@ -21,7 +21,8 @@ import uuid
 import yaml
 from kubernetes_asyncio import client
 
-from .vcluster import ignoring, poll_until, read_or_none
+from .ownership import MANAGED_BY, MANAGED_BY_VALUE
+from .vcluster import current_context, ignoring, poll_until, read_or_none
 
 KUBECONFIG_SECRET = "jupyter-kubeconfig"     # host, in the user's namespace
 S3_SECRET = "jupyter-s3"
@@ -40,10 +41,7 @@ def from_host_mappings(virtual_namespace: str) -> dict[str, str]:
 def user_kubeconfig(exported: bytes, server: str, context: str, namespace: str) -> bytes:
     """The kubeconfig vCluster exported (Secret ``vc-N``, key ``config``), pointed at ``server``,
     with one context named ``context`` whose default namespace is ``namespace``."""
-    config = yaml.safe_load(exported)
-    current = next(c for c in config["contexts"] if c["name"] == config["current-context"])["context"]
-    cluster = next(c for c in config["clusters"] if c["name"] == current["cluster"])
-    user = next(u for u in config["users"] if u["name"] == current["user"])
+    cluster, user = current_context(yaml.safe_load(exported))
     cluster = {"name": context, "cluster": {**cluster["cluster"], "server": server}}
     user = {"name": context, "user": user["user"]}
     return yaml.safe_dump({
@@ -75,7 +73,7 @@ def host_secret(name: str, namespace: str, data: dict[str, str]) -> dict:
     """``data`` already base64-encoded; a fresh revision marks this write."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"},
+                         "labels": {MANAGED_BY: MANAGED_BY_VALUE},
                          "annotations": {REVISION: uuid.uuid4().hex}},
             "data": data}
 
@@ -138,6 +136,6 @@ async def ensure_service_account(virtual: client.ApiClient, namespace: str, name
     if cluster_role:
         await ignoring(rbac.create_cluster_role_binding({
             "metadata": {"name": f"vcluster-spawner:{namespace}:{name}",
-                         "labels": {"app.kubernetes.io/managed-by": "vcluster-spawner"}},
+                         "labels": {MANAGED_BY: MANAGED_BY_VALUE}},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}), 409)

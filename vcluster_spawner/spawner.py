@@ -374,13 +374,19 @@ class VClusterSpawner(KubeSpawner):
 
     # KubeSpawner settings whose job the spawner does differently: on, they would act on the
     # host (or fight the spawner), so a hub configured with them is told at once, by name
-    @validate("enable_user_namespaces", "storage_pvc_ensure")
+    @validate("enable_user_namespaces", "storage_pvc_ensure", "internal_ssl", "services_enabled")
     def _refuse_kubespawner_features(self, proposal):
         if proposal["value"]:
             name = proposal["trait"].name
             instead = {"enable_user_namespaces": "each user has a host namespace of their own already "
                                                  "(vcluster_namespace_template)",
-                       "storage_pvc_ensure": "the user's home volume is the spawner's (home_enabled, home_storage_class)"}
+                       "storage_pvc_ensure": "the user's home volume is the spawner's (home_enabled, home_storage_class)",
+                       # KubeSpawner would make its Secret and Service inside the vCluster, which
+                       # the hub cannot reach; the hub routes to the host pod's IP
+                       "internal_ssl": "the hub reaches notebooks at their host pod IP, not through a per-pod Service "
+                                       "with its certificate (JupyterHub.internal_ssl)",
+                       "services_enabled": "the hub reaches notebooks at their host pod IP; a Service would be made "
+                                           "inside the vCluster, out of the hub's reach"}
             raise TraitError(f"VClusterSpawner does not support {name} = True: {instead[name]}")
         return proposal["value"]
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 
 from .credentials import from_host_mappings
-from .vcluster import VALUES_HASH
+from .vcluster import VALUES_HASH, exported_secret
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -30,7 +30,7 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def external_kubeconfig_secret(name: str) -> str:
     """Host Secret (in the user's namespace) holding the kubeconfig for the external API host."""
-    return f"vc-{name}-external"
+    return f"{exported_secret(name)}-external"
 
 
 # the control plane shares the user's host namespace with the tenant's pods (vCluster OSS has no

@@ -36,7 +36,6 @@ from .watches import ControlPlanePods, ControlPlanes, FailedCreates, WatchLost, 
 PAUSED = "loft.sh/paused"
 PAUSED_REPLICAS = "loft.sh/paused-replicas"
 PAUSED_DATE = "loft.sh/paused-date"
-MANAGED_BY_SPAWNER = "hub.jupyter.org/managed-by"
 # written on the StatefulSet by each start (and wake) before it reads the state: a sleep or
 # delete decided on a read before it finds this changed and does nothing (Superseded)
 STARTING_AT = "hub.jupyter.org/starting-at"
@@ -101,6 +100,18 @@ def status_of(sts: dict | None) -> Status:
         return Status(State.ASLEEP, annotations.get(PAUSED_DATE), **common)
     ready = (status.get("readyReplicas") or 0) >= 1
     return Status(State.RUNNING if ready else State.STARTING, **common)
+
+
+def exported_secret(name: str) -> str:
+    """The host Secret where vCluster ``name`` exports its kubeconfig (upstream's ``vc-N``)."""
+    return f"vc-{name}"
+
+
+def current_context(kubeconfig: dict) -> tuple[dict, dict]:
+    """(cluster, user) entries, names included, of a kubeconfig's current context."""
+    context = next(c for c in kubeconfig["contexts"] if c["name"] == kubeconfig["current-context"])["context"]
+    return (next(c for c in kubeconfig["clusters"] if c["name"] == context["cluster"]),
+            next(u for u in kubeconfig["users"] if u["name"] == context["user"]))
 
 
 def values_hash_of(values: dict) -> str | None:
@@ -304,7 +315,7 @@ class VClusterOps:
             await self.helm.recover(ref.name, ref.namespace, pending)
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
         installed = values_hash_of(values)
-        watch = await host_watch(ControlPlanes)
+        watch = await host_watch(ControlPlanes, self.core.api_client)
         # helm returns once the objects exist; the watch may be a moment behind
         sts = await _within(watch.until(
             lambda r: (s := r.get(statefulset_key(ref))) and s["metadata"].get("annotations", {}).get(VALUES_HASH)
@@ -367,7 +378,7 @@ class VClusterOps:
         if paused is None:
             return
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes)
+        watch = await host_watch(ControlPlanes, self.core.api_client)
         sts = await _within(watch.until(lambda r: _scaled_down(r.get(key)), key), timeout,
                             f"vCluster {ref} did not scale down")
         if sts is not True and (sts["metadata"].get("annotations") or {}).get(PAUSED) != "true":
@@ -406,7 +417,7 @@ class VClusterOps:
         ``timeout`` seconds to finish it (two helm uninstalls of one release must not overlap);
         then it is finished here (helm's own timeout has ended the other one's helm by then)."""
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes)
+        watch = await host_watch(ControlPlanes, self.core.api_client)
         try:
             await asyncio.wait_for(watch.until(lambda r: key not in r, key), timeout)
         except asyncio.TimeoutError:
@@ -430,16 +441,15 @@ class VClusterOps:
         await poll_until(default_service_account, timeout, f"vCluster {ref} has no default ServiceAccount yet")
         report("service-account")
 
-    @staticmethod
-    async def _control_plane_ready(ref: Ref) -> None:
+    async def _control_plane_ready(self, ref: Ref) -> None:
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes)
+        watch = await host_watch(ControlPlanes, self.core.api_client)
         await watch.until(lambda r: status_of(r.get(key)).state == State.RUNNING, key)
 
-    @staticmethod
-    async def _control_plane_failure(ref: Ref) -> None:
+    async def _control_plane_failure(self, ref: Ref) -> None:
         """Raises once the control plane shows it cannot start; never returns otherwise."""
-        pods, refusals = await host_watch(ControlPlanePods), await host_watch(FailedCreates)
+        api_client = self.core.api_client
+        pods, refusals = (await host_watch(ControlPlanePods, api_client), await host_watch(FailedCreates, api_client))
         pod_key, since = f"{ref.namespace}/{ref.name}-0", _now()[:19]
 
         def refused(events: dict) -> str | None:
@@ -547,14 +557,14 @@ class VirtualClient:
     async def api(self) -> client.ApiClient:
         if self._api is not None:
             return self._api
-        secret = await read_or_none(self.core.read_namespaced_secret, f"vc-{self.ref.name}", self.ref.namespace)
+        name = exported_secret(self.ref.name)
+        secret = await read_or_none(self.core.read_namespaced_secret, name, self.ref.namespace)
         if secret is None or "config" not in (secret.data or {}):
-            raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret vc-{self.ref.name}) yet")
+            raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret {name}) yet")
         self.exported = base64.b64decode(secret.data["config"])
         kubeconfig = yaml.safe_load(self.exported)
-        context = next(c for c in kubeconfig["contexts"] if c["name"] == kubeconfig["current-context"])["context"]
-        cluster = next(c for c in kubeconfig["clusters"] if c["name"] == context["cluster"])["cluster"]
-        user = next(u for u in kubeconfig["users"] if u["name"] == context["user"])["user"]
+        cluster_entry, user_entry = current_context(kubeconfig)
+        cluster, user = cluster_entry["cluster"], user_entry["user"]
         self._dir = Path(tempfile.mkdtemp(prefix="vcluster-"))  # mode 0700
         files = {}
         for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):

@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from kubernetes_asyncio import client
 from kubespawner.reflector import MultiNamespaceResourceReflector, ResourceReflector
 from kubespawner.spawner import EventReflector, PodReflector
 
@@ -152,9 +153,10 @@ _watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # event loop
 _starting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → {class: lock}
 
 
-async def host_watch(kind: type[Watched]) -> Watched:
+async def host_watch(kind: type[Watched], api_client=None) -> Watched:
     """This process's watch of ``kind`` (one of ``HOST_WATCHES``), started on first use and
-    started again when it has given up, so no caller waits on a stale cache."""
+    started again when it has given up, so no caller waits on a stale cache. ``api_client``:
+    the host API client it uses when it starts (default: KubeSpawner's shared client)."""
     loop = asyncio.get_running_loop()
     running = _watches.setdefault(loop, {})
     async with _starting.setdefault(loop, {}).setdefault(kind, asyncio.Lock()):
@@ -165,6 +167,8 @@ async def host_watch(kind: type[Watched]) -> Watched:
             log.warning("the shared host watch of %s had stopped; starting it again", kind.__name__)
             asyncio.ensure_future(current.stop())
         reflector = kind(**HOST_WATCHES[kind])
+        if api_client is not None:
+            reflector.api = getattr(client, reflector.api_group_name)(api_client)
         running[kind] = reflector
         await reflector.start()
         return reflector
