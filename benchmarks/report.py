@@ -210,8 +210,10 @@ def markdown(results: dict, images: list[str]) -> str:
     md += ["## Hub-side cost on the host API server", "",
            "The hub runs under its own client certificate; one FlowSchema per verb (exempt priority level) lets the "
            "API server count its requests in `apiserver_flowcontrol_dispatched_requests_total`, so the vClusters' "
-           "syncers, the kubelet and the controllers are not counted. Helm runs as the hub, so its requests are "
-           "included. Requests to the vClusters' own API servers are not host API requests and are not counted.", ""]
+           "syncers, the kubelet and the controllers are not counted. The helm the hub runs has an identity of its "
+           "own, counted the same way: the table counts both (the hub's whole cost), the next one the spawner's own "
+           "requests and helm's apart. Requests to the vClusters' own API servers are not host API requests and "
+           "are not counted.", ""]
     rows = [[f"spawn, {LABELS[k]} (median)", *(_s(spawn[k]["summary"]["api_per_spawn_median"]["hub"][v]) for v in VERBS),
              _s(spawn[k]["summary"]["api_per_spawn_median"]["hub_writes"])]
             for k in kinds if spawn[k]["summary"]["api_per_spawn_median"]]
@@ -230,6 +232,17 @@ def markdown(results: dict, images: list[str]) -> str:
             rows.append([label, *(_s(api["hub"][v]) for v in VERBS),
                              _s(api["hub_writes"])])
     md += _table(["per", *VERBS, "writes (" + "+".join(WRITE_VERBS) + ")"], rows)
+    split = [(f"spawn, {LABELS[k]} (median)", spawn[k]["summary"]["api_per_spawn_median"])
+             for k in kinds if k != "kubespawner" and spawn[k]["summary"]["api_per_spawn_median"]]
+    split += [(f"spawn, {lvl['users']} at once (per spawn)", lvl["api_per_spawn"]) for lvl in levels if lvl["api_per_spawn"]]
+    split = [(label, api) for label, api in split if "spawner" in api]
+    if split:
+        md += ["", "The same spawns, the spawner's own requests and its helm's apart:", ""]
+        md += _table(["per", "spawner get", "spawner list", "spawner watch", "spawner writes", "helm get", "helm list",
+                      "helm writes"],
+                     [[label, _s(api["spawner"]["get"]), _s(api["spawner"]["list"]), _s(api["spawner"]["watch"]),
+                       _s(sum(api["spawner"][v] for v in WRITE_VERBS)), _s(api["helm"]["get"]), _s(api["helm"]["list"]),
+                       _s(sum(api["helm"][v] for v in WRITE_VERBS))] for label, api in split])
     if any(lvl["success_rate"] < 1 for lvl in levels):
         md += ["¹ Some spawns of this level did not finish within the benchmark's timeout and were still under way in "
                "the hub: their requests (readiness polls) are counted too, so these rows overstate the cost of one "

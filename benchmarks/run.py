@@ -104,6 +104,23 @@ def goals(results: dict) -> list[dict]:
         out.append({"goal": "<= 20 host API write requests per spawn",
                     "measured": ", ".join(f"{k}: {v:g}" for k, v in writes.items()),
                     "met": max(writes.values()) <= 20})
+    gets = {kind: results["spawn"][kind]["summary"]["api_per_spawn_median"].get("spawner", {}).get("get")
+            for kind in ("cold", "wake", "warm")}
+    gets.update({f"{lvl['users']} at once": lvl["api_per_spawn"].get("spawner", {}).get("get") for lvl in levels})
+    gets = {k: v for k, v in gets.items() if v is not None}
+    if gets:
+        concurrent = [v for k, v in gets.items() if "at once" in k]
+        out.append({"goal": "<= 10 host API GETs per cold spawn by the spawner (helm's own counted apart), flat in N",
+                    "measured": ", ".join(f"{k}: {v:g}" for k, v in gets.items()),
+                    "met": gets.get("cold", 99) <= 10 and max(concurrent or [0]) <= 10})
+    def notices(kind: str) -> float | None:
+        return (results["spawn"][kind]["summary"].get("phases_median") or {}).get("spawner notices the server")
+    warm_notices, plain_notices = notices("warm"), notices("kubespawner")
+    if warm_notices is not None:
+        plain = f"{plain_notices:.2f} s" if plain_notices is not None else "not measured"
+        out.append({"goal": "warm spawn: the spawner notices the server <= 0.2 s after the pod is Ready",
+                    "measured": f"{warm_notices:.2f} s (median; plain KubeSpawner: {plain})",
+                    "met": warm_notices <= 0.2})
     return out
 
 

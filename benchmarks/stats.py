@@ -31,7 +31,7 @@ def median_api(deltas: list[dict]) -> dict:
     """Median per verb of the hub's requests (and of its writes) over several spawns or stops."""
     if not deltas:
         return {}
-    return {"hub": {v: percentile([d["hub"][v] for d in deltas], 50) for v in VERBS},
+    return {**{who: {v: percentile([d[who][v] for d in deltas], 50) for v in VERBS} for who in ("hub", "helm", "spawner")},
             "hub_writes": percentile([d["hub_writes"] for d in deltas], 50)}
 
 
@@ -39,6 +39,6 @@ def per_item(delta: dict, n: int) -> dict:
     """The hub's requests during a concurrent burst, divided by the number of spawns/stops."""
     if not n:
         return {}
-    return {"hub": {v: round(c / n, 2) for v, c in delta["hub"].items()},
+    return {**{who: {v: round(c / n, 2) for v, c in delta[who].items()} for who in ("hub", "helm", "spawner")},
             "hub_writes": round(delta["hub_writes"] / n, 2),
             "all_clients": {v: round(c / n, 2) for v, c in delta["all_clients"].items()}}

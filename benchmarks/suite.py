@@ -8,6 +8,7 @@ running under its own client identity so the API server can count its requests
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ def vcluster_of(user: str) -> Ref:
 class Bench:
     cluster: ClusterState        # admin identity: observers, metrics
     hub_cluster: ClusterState    # the hubs' own identity
+    helm_binary: Path            # helm under an identity of its own (apimetrics.py)
     kube: client.ApiClient
     metrics: ApiServerMetrics
     settings: Settings
@@ -81,14 +83,20 @@ class Bench:
     @classmethod
     async def create(cls, cluster: ClusterState, kube: client.ApiClient, settings: Settings, workdir: Path,
                      cleanup: bool) -> Bench:
-        return cls(cluster, await hub_identity(cluster, kube), kube, ApiServerMetrics(cluster), settings,
-                   workdir, cleanup)
+        hub_cluster, helm_kubeconfig = await hub_identity(cluster, kube)
+        workdir.mkdir(parents=True, exist_ok=True)
+        wrapper = workdir / "helm-as-its-own-identity"
+        wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(str(cluster.binaries / 'helm'))} "
+                           f"--kubeconfig {shlex.quote(str(helm_kubeconfig))} \"$@\"\n")
+        wrapper.chmod(0o755)
+        return cls(cluster, hub_cluster, wrapper, kube, ApiServerMetrics(cluster), settings, workdir, cleanup)
 
     @property
     def api_port(self) -> int:
         return urlparse(self.cluster.server).port
 
     async def hub(self, name: str, config: str) -> Hub:
+        config += f"\nc.VClusterSpawner.helm_binary = {str(self.helm_binary)!r}\n"
         return await Hub(self.workdir / name, self.hub_cluster, config).start()
 
     async def remove_users(self, hub: Hub, users: list[str], always: bool = False) -> None:
