@@ -156,7 +156,7 @@ async def test_home_survives_every_lifecycle_event(cluster, kube, tmp_path):
         await hub.add_user(user)
         await started(hub, user)
         volume = (await home_volume(kube, user)).metadata.name
-        for cycle in range(20):
+        for cycle in range(2 * len(EVENTS)):   # each event twice
             event = EVENTS[cycle % len(EVENTS)]
             files[f"cycle-{cycle}.bin"] = secrets.token_bytes(64 * 1024)
             files["notes/log.txt"] = files.get("notes/log.txt", b"") + f"cycle {cycle}: {event.__name__}\n".encode()
