@@ -40,6 +40,10 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
         assert scenario["summary"]["total"]["median"] == spawn["total"]
     # the hub's identity is what the API server counted: a cold start installs with helm
     assert results["spawn"]["cold"]["spawns"][0]["api"]["hub_writes"] > 0
+    # helm under an identity of its own: its requests and the spawner's are counted apart
+    cold = results["spawn"]["cold"]["spawns"][0]["api"]
+    assert cold["helm"]["create"] > 0 and cold["spawner"]["create"] > 0
+    assert all(cold["hub"][v] == cold["helm"][v] + cold["spawner"][v] for v in VERBS)
     assert results["spawn"]["cold"]["spawns"][0]["emulated"] > 0          # the control plane was waited for
     assert results["spawn"]["warm"]["spawns"][0]["emulated"] == 0         # ... and not when it ran already
     assert results["spawn"]["wake"]["spawns"][0]["own_overhead"] >= 0

@@ -333,13 +333,14 @@ async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(cluster, k
     hub = await Hub(tmp_path / "hub", cluster).start()
     core = client.CoreV1Api(kube)
     try:
+        # all at once: names that slug alike (near.miss, near-miss) race for their namespaces too
+        await asyncio.gather(*(started(hub, name) for name in GENERATED_NAMES))
         for name in GENERATED_NAMES:
-            await started(hub, name)
             # the server's address as the hub gives it (escaped), requested as it is, as a browser does
             url = (await hub.user_model(name))["servers"][""]["url"]
             status, body = await hub.request("GET", f"{hub.url}{url}api/status")
             assert status == 200, (name, status, body)
-            await hub.stop_server(name)
+        await asyncio.gather(*(hub.stop_server(name) for name in GENERATED_NAMES))
         # each namespace records its user, by name in an annotation and as a valid label
         recorded = {}
         for ns in (await core.list_namespace(label_selector="app.kubernetes.io/managed-by=vcluster-spawner")).items:
