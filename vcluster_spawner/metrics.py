@@ -21,7 +21,6 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .vcluster import Ref, State, Status, Superseded, VClusterOps
 
-OPERATIONS = ("provision", "wake", "sleep", "delete")
 STATES = ("running", "starting", "asleep", "error")
 
 DURATION = Histogram(

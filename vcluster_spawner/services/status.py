@@ -78,7 +78,7 @@ class StatusService(HubService):
             (p, IndexHandler),
             (p + "oauth_callback", HubOAuthCallbackHandler),
             (p + r"users/([^/]+)/kubeconfig", KubeconfigHandler),
-            (p + r"users/([^/]+)/(sleep|wake|delete)", ActionHandler),
+            (p + r"users/([^/]+)/(" + "|".join(ACTIONS) + ")", ActionHandler),
         ], service=self, cookie_secret=secrets.token_bytes(32), xsrf_cookies=True,
             login_url=p + "oauth_callback")   # unused: HubOAuth redirects to the hub's login
 
