@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 MANAGED_BY = "vcluster.loft.sh/managed-by"
+VIRTUAL_NAMESPACE_LABEL = "vcluster.loft.sh/namespace"
 
 
 def safe_concat_name(*parts: str) -> str:
