@@ -27,6 +27,7 @@ vCluster can reach the PV.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from .ownership import MANAGED_BY, MANAGED_BY_VALUE, Owner, describe_recorded
 from .translate import host_name
 from .vcluster import Ref, VClusterError, ignoring, poll_until, read_or_none
+from .watches import SpawnerClaims, WatchLost, host_watch
 
 HOME_NAMESPACE_LABEL = "hub.jupyter.org/home-namespace"
 # a removed user's kept home: out of reach of the name's next user until an admin decides
@@ -198,11 +200,17 @@ class HomeVolumes:
         await ignoring(self.core.create_namespaced_persistent_volume_claim(
             ref.namespace, provisioning_claim(spec, ref, owner)), 409)
 
-        async def bound():
-            claim = await self.core.read_namespaced_persistent_volume_claim(PROVISIONING_CLAIM, ref.namespace)
-            return claim.spec.volume_name if claim.status.phase == "Bound" else None
-        await poll_until(bound, timeout, f"the storage class {spec.storage_class!r} did not provide a home volume "
-                                         f"for {ref.namespace}")
+        key = f"{ref.namespace}/{PROVISIONING_CLAIM}"
+
+        def bound(claims: dict) -> bool:
+            claim = claims.get(key)
+            return bool(claim and (claim.get("status") or {}).get("phase") == "Bound")
+        watch = await host_watch(SpawnerClaims, self.core.api_client)   # woken by the binding, not polled
+        try:
+            await asyncio.wait_for(watch.until(bound, key), timeout)
+        except (asyncio.TimeoutError, WatchLost) as e:
+            raise VClusterError(f"the storage class {spec.storage_class!r} did not provide a home volume for "
+                                f"{ref.namespace} within {timeout:.0f} s" + (f" ({e})" if str(e) else "")) from None
         return await self._from_provisioning_claim(ref)
 
     async def _storage_class(self, name: str):

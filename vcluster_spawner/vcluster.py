@@ -206,6 +206,16 @@ class VClusterOps:
         sts = await read_or_none(self.apps.read_namespaced_stateful_set, ref.name, ref.namespace)
         return status_of(self._json(sts) if sts is not None else None)
 
+    async def observed(self, ref: Ref) -> tuple[Status, str | None]:
+        """The state and the control plane pod's creation time (None: no pod) as the shared
+        watches see them: no request per call, for a caller that looks at every vCluster
+        again and again (the lifecycle service). Acting on it is safe: a sleep or delete
+        checks the claim against the API server (``_pause``)."""
+        statefulsets = await host_watch(ControlPlanes, self.core.api_client)
+        pods = await host_watch(ControlPlanePods, self.core.api_client)
+        pod = pods.resources.get(f"{ref.namespace}/{ref.name}-0")
+        return status_of(statefulsets.resources.get(statefulset_key(ref))), pod and pod["metadata"]["creationTimestamp"]
+
     async def claim(self, ref: Ref) -> Status:
         """Mark the vCluster as being started (annotation ``STARTING_AT``) and return its state
         as marked: a sleep or delete decided before (on an older resourceVersion) now fails its

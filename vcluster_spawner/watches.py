@@ -8,8 +8,9 @@ API server. KubeSpawner's reflector stores each event with ``resources[key] = ob
 (kubespawner/reflector.py, jupyterhub-kubespawner 7.1; pinned in tests/test_kubespawner_seams.py),
 so ``resources`` is made a dict that tells its reflector about every change.
 
-Watches here are cluster-wide: the hub may list and watch StatefulSets and Pods (read-only,
-docs/install.md "RBAC"); it may not list Secrets cluster-wide, so Secrets are not watched.
+Watches here are cluster-wide: the hub may list and watch StatefulSets, Pods, events and
+PersistentVolumeClaims (read-only, docs/install.md "RBAC"); it may not list Secrets
+cluster-wide, so Secrets are not watched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, TypeVar
 from kubernetes_asyncio import client
 from kubespawner.reflector import MultiNamespaceResourceReflector, ResourceReflector
 from kubespawner.spawner import EventReflector, PodReflector
+
+from .ownership import MANAGED_BY, MANAGED_BY_VALUE
 
 T = TypeVar("T")
 log = logging.getLogger("vcluster_spawner.watches")
@@ -141,11 +144,19 @@ class FailedCreates(Watched, EventReflector):
     omit_namespace = True   # as MultiNamespaceResourceReflector
 
 
-# reflector class → (kind key, constructor keyword arguments); one watch of each per process
+class SpawnerClaims(Watched, MultiNamespaceResourceReflector):
+    """The claims the spawner makes on the host (label ``app.kubernetes.io/managed-by:
+    vcluster-spawner``): a first home volume's provisioning claim, waited for until bound."""
+    kind = "persistentvolumeclaims"
+    list_method_name = "list_persistent_volume_claim_for_all_namespaces"
+
+
+# reflector class → constructor keyword arguments; one watch of each per process
 HOST_WATCHES: dict[type[ResourceReflector], dict] = {
     ControlPlanes: {"labels": {"app": "vcluster"}},
     ControlPlanePods: {"labels": {"app": "vcluster"}},
     FailedCreates: {"fields": {"involvedObject.kind": "StatefulSet", "reason": "FailedCreate"}},
+    SpawnerClaims: {"labels": {MANAGED_BY: MANAGED_BY_VALUE}},
 }
 
 

@@ -26,7 +26,8 @@ import sys
 
 from traitlets import Bool, Float
 
-from ..vcluster import Ref, State, Superseded, read_or_none
+from ..vcluster import Ref, State, Superseded
+from ..watches import stop_host_watches
 from .common import (
     HubAPI,
     HubService,
@@ -140,10 +141,9 @@ class LifecycleService(HubService):
         spawner = self._spawner(user)
         ref, lifecycle = spawner.vcluster, spawner.lifecycle
         try:
-            ops = lifecycle.ops
-            status = await ops.status(ref)
-            pod = await read_or_none(ops.core.read_namespaced_pod, f"{ref.name}-0", ref.namespace)
-            action, reason = self._decide(user, spawner, status, pod.metadata.creation_timestamp if pod else None)
+            # from the shared watches: a pass costs the host API no request per user
+            status, started = await lifecycle.ops.observed(ref)
+            action, reason = self._decide(user, spawner, status, parse_time(started))
             if action != "keep":
                 # the hub may have started a server since the listing: look again right before acting
                 fresh = await self.hub.user(user["name"])
@@ -197,6 +197,7 @@ class LifecycleService(HubService):
         finally:
             stopping.cancel()
             await self.hub.close()
+            await stop_host_watches()
 
 
 if __name__ == "__main__":
