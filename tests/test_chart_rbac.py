@@ -425,6 +425,11 @@ async def test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step(setup
         gone = [p for p in removed if p not in still]
         assert gone, f"{label}: every permission of it is also granted by another rule (redundant)"
         await wait_authorized(s.kube, s.user, gone, False, namespace=where)
+        if role == HUB_ROLE and any(p[0] in ("list", "watch") for p in gone):
+            # the API server authorizes a watch when it opens: one opened before the removal
+            # outlives it. The hub starts anew, so each of its shared watches opens under the
+            # reduced rights (the lifecycle step restarts it)
+            await s.hub.stop()
         user = f"lp{n}x{RUN}"
         log_start = s.hub.log_path.stat().st_size if s.hub else 0
         try:

@@ -628,7 +628,9 @@ class VClusterSpawner(KubeSpawner):
             if isinstance(e, (VClusterError, HelmError)):
                 raise _user_error(f"Your virtual cluster could not be started: {e}") from e
             if isinstance(e, ApiException):   # the host refused the hub something (RBAC, admission)
-                raise _user_error(f"Your virtual cluster could not be started: {api_message(e)}") from e
+                hint = (" (the host cluster refused the hub an operation it needs; the administrators should check "
+                        "the hub's RBAC, and the hub's log says which)") if e.status == 403 else ""
+                raise _user_error(f"Your virtual cluster could not be started: {api_message(e)}{hint}") from e
             raise
         self._running = True
         return url
