@@ -417,7 +417,7 @@ class VClusterSpawner(KubeSpawner):
             raise TraitError(f"VClusterSpawner.namespace ({self.namespace!r}) must be virtual_namespace "
                              f"({self.virtual_namespace!r}): notebook pods run in that namespace inside the user's "
                              "vCluster; set virtual_namespace instead")
-        fields = names.user_fields(self.user.name, getattr(self.user, "id", None))
+        fields = self._user_fields
         try:
             self.vcluster: Ref | None = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
                                             names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
@@ -463,6 +463,11 @@ class VClusterSpawner(KubeSpawner):
         if not (self.hub_namespace_role and self.hub_service_account):
             return None
         return hub_role_binding(self.hub_namespace_role, self.hub_service_account)
+
+    @property
+    def _user_fields(self) -> dict[str, str]:
+        """What the name templates may use (names.user_fields); no user id outside the hub."""
+        return names.user_fields(self.user.name, getattr(self.user, "id", None))
 
     @property
     def lifecycle(self) -> VClusterLifecycle:
@@ -546,7 +551,7 @@ class VClusterSpawner(KubeSpawner):
             self._options_loaded = True
 
     def _user_template(self, template: str) -> str:
-        return template.format(**names.user_fields(self.user.name, getattr(self.user, "id", None)))
+        return template.format(**self._user_fields)
 
     def _validate_user_options(self, profile_list):
         # KubeSpawner 7 validates unlisted choices only: a listed choice that does not exist (a
@@ -577,7 +582,7 @@ class VClusterSpawner(KubeSpawner):
     def rendered_namespace_objects(self) -> list[dict]:
         return recursive_format(self.user_namespace_objects, namespace=self.vcluster.namespace,
                                 vcluster=self.vcluster.name, external_host=self.external_api_host,
-                                username=names.user_fields(self.user.name, getattr(self.user, "id", None))["username"])
+                                username=self._user_fields["username"])
 
     @property
     def chart(self) -> ChartRef:
@@ -764,21 +769,16 @@ class VClusterSpawner(KubeSpawner):
         key = f"{self.vcluster.namespace}/{self.host_pod_name}"
         while True:
             try:
-                await self._host_pods.until(lambda pods: _pod_failure(pods.get(key)), key, timeout=1.0)
+                return await self._host_pods.until(lambda pods: _pod_failure(pods.get(key)), key, timeout=1.0)
             except (asyncio.TimeoutError, WatchLost):
                 pass
             lost = self._watch_lost()
             if lost:
                 return lost
-            pod = self._host_pods.resources.get(key)
-            if pod is None:
+            if key not in self._host_pods.resources:
                 refusal = await self._host_refusal()
                 if refusal:
                     return f"the host cluster refused it: {refusal}"
-                continue
-            failure = _pod_failure(pod)
-            if failure:
-                return failure
 
     async def _host_refusal(self) -> str | None:
         """The message of a ``SyncError`` event on the virtual notebook pod (this one: events of

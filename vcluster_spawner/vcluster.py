@@ -199,6 +199,10 @@ class VClusterOps:
         self.apps = apps
         self.helm = helm
 
+    async def _watch(self, kind):
+        """The process's shared host watch of ``kind`` (watches.py), on this host client."""
+        return await host_watch(kind, self.core.api_client)
+
     def _json(self, obj) -> dict:
         return self.core.api_client.sanitize_for_serialization(obj)
 
@@ -211,8 +215,8 @@ class VClusterOps:
         watches see them: no request per call, for a caller that looks at every vCluster
         again and again (the lifecycle service). Acting on it is safe: a sleep or delete
         checks the claim against the API server (``_pause``)."""
-        statefulsets = await host_watch(ControlPlanes, self.core.api_client)
-        pods = await host_watch(ControlPlanePods, self.core.api_client)
+        statefulsets = await self._watch(ControlPlanes)
+        pods = await self._watch(ControlPlanePods)
         pod = pods.resources.get(f"{ref.namespace}/{ref.name}-0")
         return status_of(statefulsets.resources.get(statefulset_key(ref))), pod and pod["metadata"]["creationTimestamp"]
 
@@ -325,7 +329,7 @@ class VClusterOps:
             await self.helm.recover(ref.name, ref.namespace, pending)
         await self.helm.upgrade_install(ref.name, ref.namespace, chart, values)
         installed = values_hash_of(values)
-        watch = await host_watch(ControlPlanes, self.core.api_client)
+        watch = await self._watch(ControlPlanes)
         # helm returns once the objects exist; the watch may be a moment behind
         sts = await _within(watch.until(
             lambda r: (s := r.get(statefulset_key(ref))) and s["metadata"].get("annotations", {}).get(VALUES_HASH)
@@ -388,7 +392,7 @@ class VClusterOps:
         if paused is None:
             return
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes, self.core.api_client)
+        watch = await self._watch(ControlPlanes)
         sts = await _within(watch.until(lambda r: _scaled_down(r.get(key)), key), timeout,
                             f"vCluster {ref} did not scale down")
         if sts is not True and (sts["metadata"].get("annotations") or {}).get(PAUSED) != "true":
@@ -427,7 +431,7 @@ class VClusterOps:
         ``timeout`` seconds to finish it (two helm uninstalls of one release must not overlap);
         then it is finished here (helm's own timeout has ended the other one's helm by then)."""
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes, self.core.api_client)
+        watch = await self._watch(ControlPlanes)
         try:
             await asyncio.wait_for(watch.until(lambda r: key not in r, key), timeout)
         except asyncio.TimeoutError:
@@ -453,26 +457,25 @@ class VClusterOps:
 
     async def _control_plane_ready(self, ref: Ref) -> None:
         key = statefulset_key(ref)
-        watch = await host_watch(ControlPlanes, self.core.api_client)
+        watch = await self._watch(ControlPlanes)
         await watch.until(lambda r: status_of(r.get(key)).state == State.RUNNING, key)
 
     async def _control_plane_failure(self, ref: Ref) -> None:
         """Raises once the control plane shows it cannot start; never returns otherwise."""
-        api_client = self.core.api_client
-        pods, refusals = (await host_watch(ControlPlanePods, api_client), await host_watch(FailedCreates, api_client))
+        pods, refusals = await self._watch(ControlPlanePods), await self._watch(FailedCreates)
         pod_key, since = f"{ref.namespace}/{ref.name}-0", _now()[:19]
 
         def refused(events: dict) -> str | None:
             # an event of this wait: FailedCreate events of earlier attempts are kept an hour
-            return next((e.get("message") or "" for e in events.values()
+            return next((f"the host cannot run it: {e.get('message') or 'its pod was refused'}" for e in events.values()
                          if e["involvedObject"].get("namespace") == ref.namespace
                          and e["involvedObject"].get("name") == ref.name
                          and (e.get("lastTimestamp") or e.get("eventTime") or "")[:19] >= since), None)
-        reason = await first_of(pods.until(lambda r: control_plane_failure(r.get(pod_key)), pod_key),
-                                refusals.until(refused))
-        if reason in (None, ""):
-            reason = "the host refused to create its pod"
-        raise VClusterError(reason if reason.startswith("its pod") else f"the host cannot run it: {reason}")
+
+        def failing(pods: dict) -> str | None:
+            reason = control_plane_failure(pods.get(pod_key))
+            return reason and (reason if reason.startswith("its pod") else f"the host cannot run it: {reason}")
+        raise VClusterError(await first_of(pods.until(failing, pod_key), refusals.until(refused)))
 
 
 def _scaled_down(sts: dict | None):

@@ -88,6 +88,22 @@ def spawner_for(config: Config, user: dict):
     return spawner
 
 
+class Spawners:
+    """One never-started spawner per user and saved vCluster (``spawner_for``), built once:
+    KubeSpawner's constructor reads the kube config synchronously (a short file read, once per
+    user and process)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._built: dict = {}
+
+    def __call__(self, user: dict):
+        key = (user["name"], saved_ref(user))
+        if key not in self._built:
+            self._built[key] = spawner_for(self.config, user)
+        return self._built[key]
+
+
 def parse_time(text: str | None) -> datetime.datetime | None:
     """The hub's and Kubernetes' UTC timestamps (``…Z``) as aware datetimes."""
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

@@ -31,11 +31,10 @@ from ..watches import stop_host_watches
 from .common import (
     HubAPI,
     HubService,
+    Spawners,
     active_servers,
     load_hub_config,
     parse_time,
-    saved_ref,
-    spawner_for,
     stop_signal,
 )
 
@@ -80,19 +79,9 @@ class LifecycleService(HubService):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.spawner_config = load_hub_config(self.hub_config)
         self.hub = HubAPI()
         self._last_decision: dict[Ref, str] = {}
-        self._spawners: dict[str, object] = {}
-
-    def _spawner(self, user: dict):
-        """One never-started spawner per user and saved vCluster (names, traits, ``lifecycle``),
-        built once: KubeSpawner's constructor reads the kube config synchronously (a short file
-        read, done once per user and process)."""
-        key = (user["name"], saved_ref(user))
-        if key not in self._spawners:
-            self._spawners[key] = spawner_for(self.spawner_config, user)
-        return self._spawners[key]
+        self._spawner = Spawners(load_hub_config(self.hub_config))
 
     def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
         """(action, reason) for one user's vCluster; action is keep, sleep or delete.

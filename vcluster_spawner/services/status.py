@@ -27,7 +27,7 @@ from traitlets import Bool, Integer, Unicode
 
 from ..vcluster import State, Status, Superseded
 from . import pages
-from .common import HubAPI, HubService, active_servers, load_hub_config, saved_ref, spawner_for, stop_signal
+from .common import HubAPI, HubService, Spawners, active_servers, load_hub_config, stop_signal
 from .inspect import inspect, read_kubeconfig
 
 ACTIONS = ("sleep", "wake", "delete")
@@ -53,20 +53,15 @@ class StatusService(HubService):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.spawner_config = load_hub_config(self.hub_config)
+        self.spawners = Spawners(load_hub_config(self.hub_config))
         self.hub = HubAPI()
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/vcluster-status/")
         self.hub_home = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/home"
-        self._spawners: dict = {}
 
     async def lookup(self, user: dict):
-        """(spawner, vCluster ref) for a hub user model: one never-started spawner per user and
-        saved vCluster (traits, names, ``lifecycle``), built once (KubeSpawner's constructor
-        reads the kube config synchronously: a short file read, once per user and process)."""
-        key = (user["name"], saved_ref(user))
-        if key not in self._spawners:
-            self._spawners[key] = spawner_for(self.spawner_config, user)
-        spawner = self._spawners[key]
+        """(spawner, vCluster ref) for a hub user model (a never-started spawner: traits, names,
+        ``lifecycle``)."""
+        spawner = self.spawners(user)
         return spawner, spawner.vcluster
 
     def kubeconfig_secret(self, username: str, ref) -> str:
