@@ -179,13 +179,17 @@ class HomeVolumes:
         await self._release_provisioning_claim(ref)
         return await self._point_at_home_claim(pv, spec, ref)
 
-    async def _from_provisioning_claim(self, ref: Ref) -> dict | None:
-        """A crash between provisioning and labelling leaves a bound claim and an unlabelled PV."""
-        claim = await read_or_none(self.core.read_namespaced_persistent_volume_claim, PROVISIONING_CLAIM, ref.namespace)
-        if claim is None or not claim.spec.volume_name:
+    async def _from_provisioning_claim(self, ref: Ref, claim: dict | None = None) -> dict | None:
+        """The volume bound to the provisioning claim (``claim``, as just seen, or read now),
+        owned: a crash between provisioning and labelling leaves a bound claim and an unlabelled PV."""
+        if claim is None:
+            found = await read_or_none(self.core.read_namespaced_persistent_volume_claim, PROVISIONING_CLAIM,
+                                       ref.namespace)
+            claim = self.core.api_client.sanitize_for_serialization(found) if found is not None else None
+        if claim is None or not (claim.get("spec") or {}).get("volumeName"):
             return None
-        owner = Owner.recorded(claim.metadata.annotations) or Owner("")
-        return await self._own(claim.spec.volume_name, ref, owner)
+        owner = Owner.recorded(claim["metadata"].get("annotations")) or Owner("")
+        return await self._own(claim["spec"]["volumeName"], ref, owner)
 
     async def _own(self, pv_name: str, ref: Ref, owner: Owner) -> dict:
         pv = await self.core.patch_persistent_volume(pv_name, ownership_patch(ref, owner))
@@ -211,7 +215,7 @@ class HomeVolumes:
         except (asyncio.TimeoutError, WatchLost) as e:
             raise VClusterError(f"the storage class {spec.storage_class!r} did not provide a home volume for "
                                 f"{ref.namespace} within {timeout:.0f} s" + (f" ({e})" if str(e) else "")) from None
-        return await self._from_provisioning_claim(ref)
+        return await self._from_provisioning_claim(ref, watch.resources.get(key))
 
     async def _storage_class(self, name: str):
         """The named class, or for "" the host's default class."""

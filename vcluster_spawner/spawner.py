@@ -44,7 +44,6 @@ from .vcluster import (
     VClusterOps,
     VirtualClient,
     api_message,
-    api_url,
     concurrently,
     container_failure,
     ignoring,
@@ -693,7 +692,7 @@ class VClusterSpawner(KubeSpawner):
     async def _user_kubeconfig(self) -> bytes:
         virtual = self._virtual_client()
         await virtual.api()   # reads the exported kubeconfig once
-        server = await api_url(shared_client("CoreV1Api"), self.vcluster, self.user_kubeconfig_server_template)
+        server = await virtual.url(self.user_kubeconfig_server_template)
         return user_kubeconfig(virtual.exported, server, self.user.name, self.virtual_namespace)
 
     async def _s3_values(self) -> dict[str, str] | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
@@ -243,13 +243,13 @@ class VClusterOps:
         namespace = await read_or_none(self.core.read_namespace, ref.namespace)
         if namespace is None and create:
             try:
-                await self.core.create_namespace(namespace_manifest(ref.namespace, owner, labels))
+                namespace = await self.core.create_namespace(namespace_manifest(ref.namespace, owner, labels))
             except ApiException as e:
                 if e.status != 409:
                     raise
+                namespace = await self.core.read_namespace(ref.namespace)   # created meanwhile: by whom?
             else:
                 log.info("namespace %s created for %s", ref.namespace, owner.describe())
-            namespace = await self.core.read_namespace(ref.namespace)
         if namespace is None:
             raise VClusterError(f"no virtual cluster was provisioned for you ({ref}); please contact the administrators")
         metadata = self.core.api_client.sanitize_for_serialization(namespace.metadata)
@@ -446,6 +446,7 @@ class VClusterOps:
         await _within(first_of(self._control_plane_ready(ref), self._control_plane_failure(ref)), timeout,
                       f"the control plane of vCluster {ref} did not become ready")
         report("control-plane")
+        await virtual.wait_exported(timeout)
         await poll_until(virtual.readyz, timeout, f"the API of vCluster {ref} did not become ready")
         report("api")
 
@@ -540,21 +541,57 @@ async def poll_until(predicate, timeout: float, message: str, interval: float = 
         interval = min(interval * 1.5, 0.5)
 
 
-async def api_url(core: client.CoreV1Api, ref: Ref, template: str) -> str:
-    """``template`` with {name}, {namespace} and, when used, {cluster_ip} of Service ``N``."""
-    fields = {"name": ref.name, "namespace": ref.namespace}
-    if "{cluster_ip}" in template:
-        svc = await core.read_namespaced_service(ref.name, ref.namespace)
-        fields["cluster_ip"] = svc.spec.cluster_ip
-    return template.format(**fields)
+def api_url(ref: Ref, template: str, cluster_ip: str) -> str:
+    """``template`` with {name}, {namespace} and {cluster_ip} (of Service ``N``)."""
+    return template.format(name=ref.name, namespace=ref.namespace, cluster_ip=cluster_ip)
+
+
+async def exported_kubeconfig(core: client.CoreV1Api, ref: Ref, timeout: float | None = None) -> bytes:
+    """The kubeconfig vCluster exports in Secret ``vc-N`` once its API serves. ``timeout``:
+    wait that long for it, watching that one Secret by name (a poll would read it again and
+    again while several control planes start at once; a watch shared by all users would let
+    the hub read every Secret of the cluster); ``None``: it must exist now."""
+    name = exported_secret(ref.name)
+    found = await _secret_with(core, ref.namespace, name, "config", timeout)
+    if found is None:
+        waited = f" within {timeout:.0f} s" if timeout is not None else " yet"
+        raise VClusterError(f"vCluster {ref} has not exported its kubeconfig (Secret {name}){waited}")
+    return base64.b64decode(found)
+
+
+async def _secret_with(core: client.CoreV1Api, namespace: str, name: str, key: str,
+                       timeout: float | None) -> str | None:
+    """Data item ``key`` of Secret ``namespace/name`` (base64), once it exists; None when the
+    Secret has none now (``timeout`` None) or not within ``timeout`` seconds."""
+    selector = f"metadata.name={name}"
+    listed = await core.list_namespaced_secret(namespace, field_selector=selector)
+    for secret in listed.items:
+        if key in (secret.data or {}):
+            return secret.data[key]
+    if timeout is None:
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            version = listed.metadata.resource_version
+            while True:   # the API server ends a watch after its own timeout: resumed from where it was
+                async with watch.Watch().stream(core.list_namespaced_secret, namespace, field_selector=selector,
+                                                resource_version=version, timeout_seconds=60) as stream:
+                    async for event in stream:
+                        secret = event["object"]
+                        version = secret.metadata.resource_version
+                        if event["type"] in ("ADDED", "MODIFIED") and key in (secret.data or {}):
+                            return secret.data[key]
+    except TimeoutError:
+        return None
 
 
 class VirtualClient:
     """The vCluster API as cluster-admin, from Secret ``vc-N``.
 
-    The kubeconfig's server is replaced by ``api_url`` (the host-side address of Service ``N``);
+    The kubeconfig's server is replaced by :func:`api_url` (the host-side address of Service ``N``);
     certificates go to a private temporary directory, removed by :meth:`close`. The client
-    never touches kubernetes_asyncio's global default configuration.
+    never touches kubernetes_asyncio's global default configuration. The host objects it is
+    made from (Secret ``vc-N``, Service ``N``) are read once per client.
     """
 
     def __init__(self, ref: Ref, core: client.CoreV1Api, api_url_template: str):
@@ -564,17 +601,26 @@ class VirtualClient:
         self._api: client.ApiClient | None = None
         self._http: aiohttp.ClientSession | None = None
         self._dir: Path | None = None
+        self._cluster_ip: str | None = None
         self.server = ""
         self.exported = b""   # the kubeconfig vCluster exported (Secret vc-N), as read once
+
+    async def wait_exported(self, timeout: float) -> None:
+        """Until vCluster has exported its kubeconfig (at most ``timeout`` seconds)."""
+        if not self.exported:
+            self.exported = await exported_kubeconfig(self.core, self.ref, timeout)
+
+    async def url(self, template: str) -> str:
+        """``template`` (see :func:`api_url`) for this vCluster, Service ``N`` read at most once."""
+        if "{cluster_ip}" in template and self._cluster_ip is None:
+            self._cluster_ip = (await self.core.read_namespaced_service(self.ref.name, self.ref.namespace)).spec.cluster_ip
+        return api_url(self.ref, template, self._cluster_ip or "")
 
     async def api(self) -> client.ApiClient:
         if self._api is not None:
             return self._api
-        name = exported_secret(self.ref.name)
-        secret = await read_or_none(self.core.read_namespaced_secret, name, self.ref.namespace)
-        if secret is None or "config" not in (secret.data or {}):
-            raise VClusterError(f"vCluster {self.ref} has not exported its kubeconfig (Secret {name}) yet")
-        self.exported = base64.b64decode(secret.data["config"])
+        if not self.exported:
+            self.exported = await exported_kubeconfig(self.core, self.ref)
         kubeconfig = yaml.safe_load(self.exported)
         cluster_entry, user_entry = current_context(kubeconfig)
         cluster, user = cluster_entry["cluster"], user_entry["user"]
@@ -587,7 +633,7 @@ class VirtualClient:
                 path.chmod(0o600)
                 files[key] = str(path)
         configuration = client.Configuration()
-        self.server = configuration.host = await api_url(self.core, self.ref, self.api_url_template)
+        self.server = configuration.host = await self.url(self.api_url_template)
         configuration.ssl_ca_cert = files.get("certificate-authority-data")
         configuration.cert_file = files.get("client-certificate-data")
         configuration.key_file = files.get("client-key-data")
