@@ -50,7 +50,7 @@ demo: venv binaries chp
 	$(PY) demo/run.py
 
 unit: venv
-	$(PY) -m pytest -m "not cluster and not emulation and not hub and not browser and not chart and not lifecycle and not storage and not security" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not cluster and not real_vcluster and not emulation and not hub and not browser and not chart and not lifecycle and not storage and not security" $(PYTEST_ARGS)
 
 cluster: venv binaries
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)

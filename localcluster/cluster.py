@@ -72,7 +72,8 @@ class LocalCluster:
                  nodes: int = 1, plugins: tuple[str, ...] = (), verbosity: int = 1):
         self.state_dir = state_dir
         self.binaries = binaries
-        self.images = ImageMap.load(images)
+        # "{imagefs}": files images would contain (localcluster/imagefs)
+        self.images = ImageMap.load(images).extended(imagefs=str(Path(__file__).parent / "imagefs"))
         self.node_names = [f"local-node-{i}" for i in range(nodes)]
         self.plugins = plugins
         self.service_cidr, self.pod_cidr = loopback_ranges()

@@ -127,7 +127,9 @@ class LocalKubelet:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 1)
                 writer.close()
                 return True
-            async with self._http.get(f"http://{ip}:{port}{path}", timeout=aiohttp.ClientTimeout(total=1)) as r:
+            # an HTTPS probe does not verify the certificate, as the kubelet's does not
+            async with self._http.get(f"{kind}://{ip}:{port}{path}", ssl=False,
+                                      timeout=aiohttp.ClientTimeout(total=1)) as r:
                 return 200 <= r.status < 400
         except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
             return False

@@ -1,7 +1,8 @@
 """Runs inside a freshly forked pod process: private mount namespace, bind mounts, exec.
 
 Usage (by the local kubelet only): ``python -m localcluster.podexec SPEC.json``. The spec has
-``argv``, ``env``, ``cwd`` and ``mounts`` ([source, target, read_only]). The mounts are only
+``argv``, ``env``, ``cwd``, ``mounts`` ([source, target, read_only]) and, for a pod with a
+network namespace of its own, ``netns`` (its path). The mounts are only
 visible to this process and its children: other pods and the host keep their own view.
 Mount points that do not exist yet are created on the host file system, as empty
 directories or files, because a bind mount needs a target.
@@ -13,6 +14,8 @@ import ctypes
 import json
 import os
 import sys
+
+from localcluster import podnetns
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
@@ -40,6 +43,8 @@ def enter_private_mount_namespace() -> None:
 
 
 def bind(source: str, target: str, read_only: bool) -> None:
+    """``source`` is best a ``/proc/self/fd/N`` path of a source opened before any mount (see
+    ``main``)."""
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
     else:
@@ -55,9 +60,16 @@ def main(spec_path: str) -> None:
     with open(spec_path) as f:
         spec = json.load(f)
     enter_private_mount_namespace()
+    if spec.get("netns"):   # the pod's own network namespace (localcluster/podnetns.py)
+        podnetns.enter(spec["netns"])
+    # Every source is opened before the first mount: a volume mounted at /tmp would otherwise
+    # hide sources that live under /tmp (the cluster's state directory, often). The mount is
+    # then made from the open descriptor's /proc/self/fd path, which the new mount cannot hide.
+    mounts = [(os.open(source, os.O_PATH), target, read_only) for source, target, read_only in spec["mounts"]]
     # Deepest targets last, so a mount inside another mount is not hidden by it.
-    for source, target, read_only in sorted(spec["mounts"], key=lambda m: m[1].count("/")):
-        bind(source, target, read_only)
+    for fd, target, read_only in sorted(mounts, key=lambda m: m[1].count("/")):
+        bind(f"/proc/self/fd/{fd}", target, read_only)
+        os.close(fd)
     cwd = spec.get("cwd") or "/"
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)

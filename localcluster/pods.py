@@ -19,6 +19,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from . import podspec
+from .podnetns import PodNetwork
 from .processes import die_with_parent
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("localcluster.kubelet")
 
 PODNET_DIR = Path(__file__).parent / "podnet"
-IMAGEFS_DIR = Path(__file__).parent / "imagefs"
 MAX_RESTART_BACKOFF = 30.0
 
 
@@ -118,6 +118,7 @@ class PodWorker:
     task: asyncio.Task | None = None
     failure: str | None = None
     volume_dirs: dict[str, str] = field(default_factory=dict)
+    network: PodNetwork | None = None   # a network namespace of its own (image rule network: own)
 
     @property
     def pod_dir(self) -> Path:
@@ -179,6 +180,8 @@ class PodWorker:
             await self._run()
         except asyncio.CancelledError:
             await self._stop_all(grace=0)
+            if self.network:
+                await self.network.remove()
             raise
         except Exception as e:  # a bug here must not take the kubelet down
             log.exception("pod %s/%s failed", self.namespace, self.name)
@@ -196,6 +199,8 @@ class PodWorker:
         volume_dirs = await self._prepare_volumes()
         if volume_dirs is None:
             return
+        if not host_network and self._wants_own_network():
+            await self._create_network()
         self.volume_dirs = volume_dirs
         for spec in self.pod["spec"].get("initContainers") or []:
             runtime = await self._create(spec, volume_dirs)
@@ -221,6 +226,27 @@ class PodWorker:
             for s in supervisors:
                 s.cancel()
             await asyncio.gather(*supervisors, return_exceptions=True)
+
+    def _all_containers(self) -> list[dict]:
+        return list(self.pod["spec"].get("initContainers") or []) + list(self.pod["spec"]["containers"])
+
+    def _wants_own_network(self) -> bool:
+        def own(spec: dict) -> bool:
+            try:
+                return self.kubelet.images.rule_for(spec.get("image", "")).own_network
+            except podspec.PodSpecError:
+                return False   # reported when the container is created
+        return any(own(spec) for spec in self._all_containers())
+
+    async def _create_network(self) -> None:
+        """Relays in for every port the pod declares or probes; out to the host API."""
+        ports = [p["containerPort"] for spec in self._all_containers() for p in spec.get("ports") or []]
+        for spec in self.pod["spec"]["containers"]:
+            target = podspec.readiness_target(spec)
+            if target is not None:
+                ports.append(podspec.resolve_port(spec, target[1]))
+        self.network = await PodNetwork.create(f"lc-{self.uid}", self.ip, ports,
+                                               (self.kubelet.apiserver_host, self.kubelet.apiserver_port))
 
     async def _fail_until_deleted(self, message: str, reason: str = "FailedCreate") -> None:
         self.failure = message
@@ -281,7 +307,8 @@ class PodWorker:
             runtime = ContainerRuntime(spec, rule)
             if rule.run:
                 runtime.argv = rule.argv(spec)
-                runtime.mounts = podspec.container_mounts(spec, volume_dirs)
+                runtime.mounts = [podspec.Mount(source, target, True) for target, source in rule.content]
+                runtime.mounts += podspec.container_mounts(spec, volume_dirs)
                 runtime.env = await self._env(spec, rule)
             else:
                 factory = _SIMULATORS.get(rule.simulate)
@@ -291,9 +318,21 @@ class PodWorker:
                         f"which is not registered (known: {sorted(_SIMULATORS)})")
                 runtime.simulator = factory(self.kubelet)
             return runtime
+        except podspec.ImageNotMapped as e:
+            await self._wait_for_image(spec, str(e))
+            return None
         except podspec.PodSpecError as e:
             await self._fail_until_deleted(f"container {spec['name']!r}: {e}", "Failed")
             return None
+
+    async def _wait_for_image(self, spec: dict, message: str) -> None:
+        """The container waits as for an image that cannot be pulled; its pod stays Pending."""
+        runtime = ContainerRuntime(spec, podspec.ImageRule(spec.get("image", "")))
+        runtime.waiting = {"reason": "ImagePullBackOff", "message": message}
+        self.containers = [runtime]
+        await self.kubelet.event(self.pod, "Warning", "Failed", f"Failed to pull image {spec.get('image')!r}: {message}")
+        await self.report()
+        await self.deleting.wait()
 
     async def _env(self, spec: dict, rule: podspec.ImageRule) -> dict[str, str]:
         k = self.kubelet
@@ -307,8 +346,7 @@ class PodWorker:
             "KUBERNETES_SERVICE_HOST": k.apiserver_host,
             "KUBERNETES_SERVICE_PORT": str(k.apiserver_port),
             "KUBERNETES_SERVICE_PORT_HTTPS": str(k.apiserver_port),
-            # the image's ENV; "{imagefs}" is localcluster/imagefs, files images would contain
-            **{key: value.replace("{imagefs}", str(IMAGEFS_DIR)) for key, value in rule.env},
+            **dict(rule.env),   # the image's ENV
         }
         env = podspec.container_env(
             spec, self.pod,
@@ -330,6 +368,7 @@ class PodWorker:
             spec_file.write_text(json.dumps({
                 "argv": argv, "env": runtime.env, "cwd": runtime.spec.get("workingDir") or "/",
                 "mounts": [[m.source, m.target, m.read_only] for m in runtime.mounts],
+                "netns": self.network.path if self.network else None,
             }))
             log_file = open(self.pod_dir / f"{name}.log", "ab")
             try:
@@ -419,7 +458,10 @@ class PodWorker:
             else:
                 kind, port, path = target
                 port = podspec.resolve_port(runtime.spec, port)
-                ok = await self.kubelet.probe(kind, self.ip, port, path)
+                if kind == "tcp" and self.network:   # its relay accepts whether or not anyone listens
+                    ok = await self.network.connectable(port)
+                else:
+                    ok = await self.kubelet.probe(kind, self.ip, port, path)
             if ok:
                 runtime.ready = True
                 await self.report()
@@ -457,6 +499,8 @@ class PodWorker:
         for runtime in self.containers:
             await self.kubelet.event(self.pod, "Normal", "Killing", f"Stopping container {runtime.spec['name']}")
         await self._stop_all(float(grace))
+        if self.network:
+            await self.network.remove()
         if self.ip != self.kubelet.node_ip:
             self.kubelet.ips.release(self.ip)
         try:

@@ -6,6 +6,7 @@ is unit-tested without a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import ipaddress
 import posixpath
@@ -19,6 +20,12 @@ class PodSpecError(Exception):
     """A pod cannot be run locally; the message is shown on the pod's status and events."""
 
 
+class ImageNotMapped(PodSpecError):
+    """No rule says how to run the image: the container waits, as for an image that cannot be
+    pulled (``ImagePullBackOff``), instead of failing its pod (a controller would re-create a
+    failed pod again and again)."""
+
+
 # ---------------------------------------------------------------------------------------
 # Images
 
@@ -29,8 +36,13 @@ class ImageRule:
 
     ``run``: the container runs as a local process; ``entrypoint`` and ``cmd`` stand in for the
     image's ENTRYPOINT and CMD, combined with the container's ``command``/``args`` as Kubernetes
-    does. ``simulate``: no process; the container is reported Running/Ready, and the named
-    simulator (e.g. the vCluster emulation) may add behaviour.
+    does. ``own_network``: the image's programs bind fixed ports, so its pod gets a network
+    namespace of its own (``localcluster/podnetns.py``). ``content``: what the image holds, as
+    (path in the container, path on this machine) pairs, bound read-only into the container.
+    ``simulate``: no process; the container is
+    reported Running/Ready, and the named simulator (e.g. the vCluster emulation) may add
+    behaviour. Paths in ``env`` and ``content`` may name ``{placeholders}`` the cluster defines
+    (``{imagefs}``: localcluster/imagefs; plugins add their own).
     """
 
     pattern: str
@@ -38,6 +50,8 @@ class ImageRule:
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()   # the image's ENV
+    content: tuple[tuple[str, str], ...] = ()
+    own_network: bool = False   # binds fixed loopback ports: a network namespace of its own (podnetns.py)
     simulate: str | None = None
 
     def argv(self, container: dict) -> list[str]:
@@ -59,6 +73,18 @@ class ImageRule:
 class ImageMap:
     rules: tuple[ImageRule, ...]
     source: str = "<inline>"
+    paths: tuple[tuple[str, str], ...] = ()   # {placeholder} -> directory, for env and content
+
+    def extended(self, rules: list[dict] | None = None, source: str = "", **paths: str) -> ImageMap:
+        """This map with ``rules`` (in the file format) matched first and more placeholders:
+        how a cluster plugin adds the images it can run."""
+        added = ImageMap.parse(rules or [], source or self.source).rules
+        return ImageMap(added + self.rules, self.source, self.paths + tuple(paths.items()))
+
+    def _expand(self, value: str) -> str:
+        for name, path in self.paths:
+            value = value.replace("{" + name + "}", path)
+        return value
 
     @classmethod
     def load(cls, path: Path) -> ImageMap:
@@ -73,21 +99,28 @@ class ImageMap:
             if ("run" in entry) == ("simulate" in entry):
                 raise ValueError(f"{source}: rule {i} ({entry['image']}) needs exactly one of 'run' or 'simulate'")
             run = entry.get("run")
+            if (run or {}).get("network", "shared") not in ("shared", "own"):
+                raise ValueError(f"{source}: rule {i} ({entry['image']}): network is 'shared' (default) or 'own'")
             rules.append(ImageRule(
                 pattern=entry["image"],
                 run="run" in entry,
                 entrypoint=tuple((run or {}).get("entrypoint") or ()),
                 cmd=tuple((run or {}).get("cmd") or ()),
                 env=tuple(((run or {}).get("env") or {}).items()),
+                content=tuple(((run or {}).get("content") or {}).items()),
+                own_network=(run or {}).get("network") == "own",
                 simulate=entry.get("simulate"),
             ))
         return cls(tuple(rules), source)
 
     def rule_for(self, image: str) -> ImageRule:
+        """The first rule matching ``image``, its placeholders filled in."""
         for rule in self.rules:
             if fnmatch.fnmatchcase(image, rule.pattern):
-                return rule
-        raise PodSpecError(
+                return dataclasses.replace(
+                    rule, env=tuple((k, self._expand(v)) for k, v in rule.env),
+                    content=tuple((target, self._expand(source)) for target, source in rule.content))
+        raise ImageNotMapped(
             f"image {image!r} is not mapped to a local command or a simulation in {self.source}; "
             f"add a rule for it"
         )
@@ -375,11 +408,12 @@ class IPPool:
 
 
 def readiness_target(container: dict) -> tuple[str, int | str, str | None] | None:
-    """What makes a container Ready: ("tcp", port, None), ("http", port, path), or None
-    (ready as soon as it runs). A readinessProbe wins; otherwise the first containerPort."""
+    """What makes a container Ready: ("tcp", port, None), ("http" or "https", port, path), or
+    None (ready as soon as it runs). A readinessProbe wins; otherwise the first containerPort."""
     probe = container.get("readinessProbe") or {}
     if "httpGet" in probe:
-        return ("http", probe["httpGet"]["port"], probe["httpGet"].get("path", "/"))
+        get = probe["httpGet"]
+        return (get.get("scheme", "HTTP").lower(), get["port"], get.get("path", "/"))
     if "tcpSocket" in probe:
         return ("tcp", probe["tcpSocket"]["port"], None)
     ports = container.get("ports") or []

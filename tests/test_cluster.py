@@ -4,7 +4,11 @@ that run as real processes (pytest -m cluster)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -103,11 +107,64 @@ async def test_env_secrets_configmaps_and_service_account_token_are_mounted(kube
     assert not Path("/etc/localcluster-test/creds/pw").exists()
 
 
-async def test_unmapped_image_fails_with_a_clear_message(kube, namespace):
+async def test_unmapped_image_waits_as_an_image_that_cannot_be_pulled(kube, namespace):
+    """Pending with ImagePullBackOff, not Failed: a controller would re-create a failed pod in a
+    tight loop (a ReplicaSet did, ~365 times in 3 minutes, docs/real-vcluster.md)."""
     core = client.CoreV1Api(kube)
     await core.create_namespaced_pod(namespace, python_pod("odd", "pass", image="example.org/unknown:1"))
-    pod = await pod_phase(core, namespace, "odd", "Failed")
-    assert "not mapped to a local command" in pod.status.message
+
+    async def waiting():
+        pod = await core.read_namespaced_pod("odd", namespace)
+        states = [c.state.waiting for c in pod.status.container_statuses or [] if c.state.waiting]
+        return (pod, states[0]) if states and states[0].reason == "ImagePullBackOff" else None
+    pod, state = await wait_for(waiting, timeout=60, what="odd waiting for its image")
+    assert pod.status.phase == "Pending"
+    assert "not mapped to a local command" in state.message
+
+
+async def test_https_readiness_probe_is_probed_over_tls(kube, namespace):
+    """The real vCluster's probes are HTTPS on 8443; an http:// probe would never succeed."""
+    core = client.CoreV1Api(kube)
+    serve = (
+        "import http.server, ssl, subprocess, os\n"
+        "subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',"
+        " '-nodes', '-subj', '/CN=probe', '-days', '1', '-keyout', '/tmp/k', '-out', '/tmp/c'], check=True,"
+        " capture_output=True)\n"
+        "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain('/tmp/c', '/tmp/k')\n"
+        "server = http.server.HTTPServer((os.environ['POD_IP'], 8443), http.server.SimpleHTTPRequestHandler)\n"
+        "server.socket = ctx.wrap_socket(server.socket, server_side=True)\n"
+        "server.serve_forever()\n")
+    pod = python_pod("tls", serve, volumes=[{"name": "tmp", "emptyDir": {}}],
+                     mounts=[{"name": "tmp", "mountPath": "/tmp"}])
+    container = pod["spec"]["containers"][0]
+    container["env"] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    container["readinessProbe"] = {"httpGet": {"port": 8443, "path": "/", "scheme": "HTTPS"}, "periodSeconds": 1}
+    await core.create_namespaced_pod(namespace, pod)
+    await pod_ready(core, namespace, "tls", timeout=60)
+
+
+def test_volume_at_tmp_does_not_hide_sources_under_tmp(tmp_path):
+    """A volume mounted at /tmp (the real vCluster's pod has one) must not hide the other
+    volumes' sources when they live under /tmp: podexec opens them all before mounting."""
+    base = Path("/tmp") / f"podexec-{uuid.uuid4().hex[:8]}"
+    for d in ("tmp-volume", "data", "out"):
+        (base / d).mkdir(parents=True)
+    (base / "data" / "marker").write_text("found")
+    spec = tmp_path / "spec.json"
+    inside = "/localcluster-test-podexec"   # mount points are made on the host: out of the way
+    spec.write_text(json.dumps({
+        "argv": ["sh", "-c", f"cat {inside}/data/marker > {inside}/out/seen; ls /tmp >> {inside}/out/seen"],
+        "env": {"PATH": os.environ["PATH"]}, "cwd": "/",
+        "mounts": [[str(base / "tmp-volume"), "/tmp", False], [str(base / "data"), f"{inside}/data", True],
+                   [str(base / "out"), f"{inside}/out", False]],
+    }))
+    try:
+        result = subprocess.run([sys.executable, "-m", "localcluster.podexec", str(spec)], capture_output=True,
+                                text=True, cwd=Path(__file__).parent.parent, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert (base / "out" / "seen").read_text().splitlines() == ["found"], "the data volume; /tmp is the empty volume"
+    finally:
+        shutil.rmtree(base)
 
 
 async def test_rwx_volume_written_by_one_pod_is_read_by_another(kube, namespace):

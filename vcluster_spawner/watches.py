@@ -160,18 +160,21 @@ HOST_WATCHES: dict[type[ResourceReflector], dict] = {
 }
 
 
-_watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # event loop → {class: reflector}
-_starting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → {class: lock}
+# event loop → {(class, API server): reflector}, and the lock of each key
+_watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_starting: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def host_watch(kind: type[Watched], api_client=None) -> Watched:
-    """This process's watch of ``kind`` (one of ``HOST_WATCHES``), started on first use and
-    started again when it has given up, so no caller waits on a stale cache. ``api_client``:
-    the host API client it uses when it starts (default: KubeSpawner's shared client)."""
+    """This process's watch of ``kind`` (one of ``HOST_WATCHES``) on the API server
+    ``api_client`` talks to (default: KubeSpawner's shared client), started on first use and
+    started again when it has given up, so no caller waits on a stale cache. One per API
+    server: a process that talks to two clusters (the test suite does) watches each."""
     loop = asyncio.get_running_loop()
     running = _watches.setdefault(loop, {})
-    async with _starting.setdefault(loop, {}).setdefault(kind, asyncio.Lock()):
-        current = running.get(kind)
+    key = (kind, api_client.configuration.host if api_client is not None else None)
+    async with _starting.setdefault(loop, {}).setdefault(key, asyncio.Lock()):
+        current = running.get(key)
         if current is not None and not current.gave_up():
             return current
         if current is not None:
@@ -180,7 +183,7 @@ async def host_watch(kind: type[Watched], api_client=None) -> Watched:
         reflector = kind(**HOST_WATCHES[kind])
         if api_client is not None:
             reflector.api = getattr(client, reflector.api_group_name)(api_client)
-        running[kind] = reflector
+        running[key] = reflector
         await reflector.start()
         return reflector
 

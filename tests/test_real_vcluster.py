@@ -1,0 +1,129 @@
+"""The spawner's vCluster operations against the real vCluster 0.36.1: its own binary and its
+own chart, built from the Go module proxy (tools/build-vcluster.sh), on a local cluster whose
+kubelet runs them (``--plugin vcluster_real``; docs/real-vcluster.md).
+
+Two vClusters run side by side (each binds the same fixed loopback ports, in a network
+namespace of its own), a virtual pod is synced to the host and runs, and each step of the
+lifecycle (install, ready, sleep, wake, delete) is the spawner's own code, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client
+
+import vcluster_real
+from localcluster import ClusterState
+from localcluster.admission import apply_admission_policies
+from localcluster.kube import api_client
+from localcluster.launch import start_cluster
+from localcluster.processes import wait_for
+from vcluster_spawner.helm import ChartRef, Helm
+from vcluster_spawner.values import computed_values, with_hash
+from vcluster_spawner.vcluster import Ref, State, VClusterOps, VirtualClient
+from vcluster_spawner.watches import stop_host_watches
+
+from .conftest import ARTIFACTS
+from .helpers import gone
+
+pytestmark = [pytest.mark.cluster, pytest.mark.real_vcluster]
+
+API_URL = "https://{cluster_ip}:443"   # Service N's cluster IP, as the tests' hubs reach it
+NOTEBOOK_LIKE = {   # what Pod Security "restricted" inside the vCluster lets a tenant run
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "main", "image": "python:3.11", "command": ["python3", "-c", "import time; time.sleep(600)"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    "terminationGracePeriodSeconds": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def real_cluster() -> ClusterState:
+    """A local cluster running the real vCluster (``LOCALCLUSTER_REAL_REUSE=<state dir>``
+    reuses one started with ``python -m localcluster up --plugin vcluster_real``)."""
+    reuse = os.environ.get("LOCALCLUSTER_REAL_REUSE")
+    if reuse:
+        yield ClusterState.read(Path(reuse).resolve())
+        return
+    proc, state = start_cluster(ARTIFACTS / "localcluster-real", plugins=("vcluster_real",), timeout=1800)
+    yield state
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+async def real_kube(real_cluster) -> client.ApiClient:
+    api = await api_client(real_cluster.admin_kubeconfig)
+    await apply_admission_policies(api, real_cluster)
+    yield api
+    await stop_host_watches()   # those on this cluster would outlive their client
+    await api.close()
+
+
+async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(real_cluster, real_kube, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(real_cluster.admin_kubeconfig))   # helm's identity
+    core, apps = client.CoreV1Api(real_kube), client.AppsV1Api(real_kube)
+    chart = vcluster_real.chart(real_cluster.binaries)
+    ops = VClusterOps(core, apps, Helm(str(real_cluster.binaries / "helm"), timeout=600))
+    refs = [Ref(f"vc-real{i}", f"vc-real{i}") for i in (1, 2)]
+    virtuals = {ref: VirtualClient(ref, core, API_URL) for ref in refs}
+    try:
+        for ref in refs:
+            await core.create_namespace({"metadata": {"name": ref.namespace}})
+
+        async def up(ref: Ref):
+            values = with_hash(computed_values(ref.name, ref.namespace), str(chart))
+            status = await ops.install(ref, ChartRef(str(chart)), values)
+            assert status.values_hash == values["controlPlane"]["statefulSet"]["annotations"][
+                "hub.jupyter.org/values-hash"], "the hash the spawner compares against is on the cluster"
+            steps: list[str] = []
+            await ops.wait_ready(ref, virtuals[ref], 600, steps.append)
+            assert steps == ["control-plane", "api", "service-account"]
+        await asyncio.gather(*(up(ref) for ref in refs))
+
+        # a tenant's pod, synced by the real syncer and run on the host
+        ref = refs[0]
+        virtual = client.CoreV1Api(await virtuals[ref].api())
+        await virtual.create_namespaced_pod("default", {"metadata": {"name": "hello"}, "spec": NOTEBOOK_LIKE})
+        host_name = f"hello-x-default-x-{ref.name}"
+
+        async def running(api, name, namespace):
+            pod = await api.read_namespaced_pod(name, namespace)
+            return pod.status.phase == "Running"
+        await wait_for(lambda: running(core, host_name, ref.namespace), timeout=120, what="host pod Running")
+        await wait_for(lambda: running(virtual, "hello", "default"), timeout=60,
+                       what="the virtual pod's status synced back")
+
+        # sleep: the control plane and every synced pod stop (upstream's pause), state kept
+        await ops.sleep(ref, timeout=180)
+        assert (await ops.status(ref)).state == State.ASLEEP
+        await gone(core.read_namespaced_pod, host_name, ref.namespace, timeout=120, what="synced pod after sleep")
+        await gone(core.read_namespaced_pod, f"{ref.name}-0", ref.namespace, timeout=120, what="control plane pod")
+
+        # wake: ready again, the tenant's pod (kept in the vCluster's store) synced anew
+        await virtuals[ref].close()
+        virtuals[ref] = VirtualClient(ref, core, API_URL)
+        await ops.wake(ref)
+        await ops.wait_ready(ref, virtuals[ref], 600, lambda step: None)
+        virtual = client.CoreV1Api(await virtuals[ref].api())
+        assert [p.metadata.name for p in (await virtual.list_namespaced_pod("default")).items] == ["hello"]
+
+        # delete: the release, its synced objects and the control plane's data volume
+        await ops.delete(ref)
+        assert (await ops.status(ref)).state == State.ABSENT
+        await gone(core.read_namespaced_persistent_volume_claim, f"data-{ref.name}-0", ref.namespace, timeout=120,
+                   what="the control plane's data volume")
+        assert (await ops.status(refs[1])).state == State.RUNNING, "the other vCluster is untouched"
+    finally:
+        for ref in refs:   # the namespace takes the release's objects and the data volume with it
+            await virtuals[ref].close()
+            await core.delete_namespace(ref.namespace)

@@ -1,0 +1,59 @@
+"""The real vCluster 0.36.1 on the local cluster (test and demo infrastructure).
+
+``python -m localcluster up --plugin vcluster_real`` makes the local kubelet run the upstream
+chart's control-plane pod with the upstream binaries that ``tools/build-vcluster.sh`` builds
+from the Go module proxy: the syncer image (``ghcr.io/loft-sh/vcluster-*``, entrypoint
+``/vcluster start``, upstream Dockerfile.release) and the init container's Kubernetes image
+(``ghcr.io/loft-sh/kubernetes:*``, whose ``/kubernetes`` holds the control-plane binaries and
+kine; upstream chart/templates/_init-containers.tpl copies it to ``/binaries``). Nothing of
+vCluster is emulated; what the stand-in kubelet cannot do yet is in docs/real-vcluster.md.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "build-vcluster.sh"
+VERSION = "0.36.1"
+# what the Kubernetes image's /kubernetes holds (the kube-* binaries of the host's build serve:
+# the chart's default distro is v1.36)
+KUBERNETES_IMAGE_FILES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "helm")
+
+
+def build(helm: Path) -> Path:
+    """The directory holding ``vcluster``, ``kine`` and the packaged chart, built on first use
+    (``tools/build-vcluster.sh``; a no-op when built)."""
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "HELM": str(helm)})
+    if result.returncode != 0:
+        raise RuntimeError(f"{BUILD_SCRIPT} failed (exit {result.returncode}); its messages are above")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def chart(binaries: Path) -> Path:
+    """The upstream chart at its release version, packaged by the build (``binaries``: the
+    directory holding the local cluster's helm)."""
+    return build(binaries / "helm") / f"vcluster-{VERSION}.tgz"
+
+
+def register(cluster) -> None:
+    """localcluster plugin hook."""
+    built = build(cluster.binaries / "helm")
+    kubernetes = cluster.state_dir / "images" / "loft-sh-kubernetes"
+    kubernetes.mkdir(parents=True, exist_ok=True)
+    sources = {name: cluster.binaries / name for name in KUBERNETES_IMAGE_FILES} | {"kine": built / "kine"}
+    for name, source in sources.items():
+        link = kubernetes / name
+        if not link.is_symlink():
+            link.symlink_to(source)   # `cp -r` in the init container copies the link, not 100 MB
+    cluster.images = cluster.images.extended([
+        {"image": "ghcr.io/loft-sh/vcluster-*",
+         "run": {"entrypoint": ["/vcluster", "start"], "content": {"/vcluster": "{vcluster}/vcluster"},
+                 # binds 127.0.0.1:6443, :10257, :2381, :10099 and 0.0.0.0:8443
+                 "network": "own"}},
+        {"image": "ghcr.io/loft-sh/kubernetes:*", "run": {"content": {"/kubernetes": "{vcluster_kubernetes}"}}},
+        # CoreDNS inside the vCluster is not built here: Running and Ready, no DNS served
+        {"image": "docker.io/coredns/coredns:*", "simulate": "plain"},
+    ], source=__name__, vcluster=str(built), vcluster_kubernetes=str(kubernetes))
