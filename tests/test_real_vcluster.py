@@ -31,6 +31,9 @@ from vcluster_spawner.watches import stop_host_watches
 
 from .conftest import ARTIFACTS
 from .helpers import gone
+from .hub import Hub
+from .test_lifecycle import assert_asleep, notebook_status
+from .test_storage import notebook_exec, read_file, write_file
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_vcluster]
 
@@ -127,3 +130,48 @@ async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(real_c
         for ref in refs:   # the namespace takes the release's objects and the data volume with it
             await virtuals[ref].close()
             await core.delete_namespace(ref.namespace)
+
+
+NOTEBOOK_KUBECTL = """
+import asyncio, os
+from kubernetes_asyncio import client, config
+
+async def main():
+    async with await config.new_client_from_config(os.environ["KUBECONFIG"]) as api:
+        pods = await client.CoreV1Api(api).list_namespaced_pod("default")
+        print("pods:", " ".join(sorted(p.metadata.name for p in pods.items)))
+asyncio.run(main())
+"""
+
+
+async def test_a_users_notebook_runs_in_a_real_vcluster_and_keeps_its_home_across_sleep(real_cluster, real_kube,
+                                                                                           tmp_path):
+    """The product end to end on the real vCluster: the hub creates it, the notebook runs in it
+    and reaches its API with the kubeconfig it was given, a stop puts it to sleep, a start wakes
+    it with the home directory as it was and a kubeconfig that works (upstream rotates
+    certificates while running, since 0.34)."""
+    chart = vcluster_real.chart(real_cluster.binaries)
+    hub = await Hub(tmp_path / "hub", real_cluster, f"c.VClusterSpawner.vcluster_chart = {str(chart)!r}\n"
+                    'c.VClusterSpawner.stop_action = "sleep"\nc.VClusterSpawner.start_timeout = 600\n').start()
+    try:
+        await hub.add_user("rita")
+        events = await hub.start_server("rita", timeout=600)
+        assert events[-1].get("ready"), hub.log_tail()
+        assert any("Creating your virtual cluster" in e["message"] for e in events)
+        assert "started" in await notebook_status(hub, "rita")
+        code, out = await notebook_exec(real_cluster, "rita", NOTEBOOK_KUBECTL)
+        assert code == 0 and "pods: jupyter-rita" in out, out
+        await write_file(hub, "rita", "kept.txt", b"survives the real vCluster's sleep\n")
+
+        await hub.stop_server("rita")
+        await assert_asleep(real_kube, "rita")
+
+        events = await hub.start_server("rita", timeout=600)
+        assert events[-1].get("ready"), hub.log_tail()
+        assert any("Waking your virtual cluster" in e["message"] for e in events)
+        assert await read_file(hub, "rita", "kept.txt") == b"survives the real vCluster's sleep\n"
+        code, out = await notebook_exec(real_cluster, "rita", NOTEBOOK_KUBECTL)
+        assert code == 0 and "pods: jupyter-rita" in out, out
+    finally:
+        await hub.api("DELETE", "/users/rita", timeout=300)   # the vCluster and its namespace
+        await hub.stop()
