@@ -1,6 +1,6 @@
 # make test   builds/reuses the cached Kubernetes binaries, installs the Python environment,
 #             and runs the whole suite against a real local control plane.
-# make demo   the same prerequisites, then a local cluster with the vCluster emulation and a
+# make demo   the same prerequisites, then a local cluster running the real vCluster 0.36.1 and a
 #             JupyterHub with this spawner (demo/run.py); Ctrl-C stops everything
 SHELL := bash
 PYTHON ?= python3

@@ -1,7 +1,7 @@
 """The demo hub: the jupyterhub_config.d/ snippets the chart ships, plus a small demo overlay.
 
 Started by ``make demo`` (demo/run.py), which sets the DEMO_* variables: ports, the local
-cluster's helm binary and the vCluster emulation's chart. Not for production: dummy
+cluster's helm binary and the real vCluster's chart. Not for production: dummy
 authentication with a shared password, no TLS.
 """
 import os
@@ -28,8 +28,10 @@ c.DummyAuthenticator.password = "demo"
 c.Authenticator.allowed_users = {"alice", "bob"}
 c.Authenticator.admin_users = {"alice"}
 
-# ---- the local cluster stands in for Kubernetes, the emulation for vCluster ----------------------
-c.VClusterSpawner.vcluster_chart = str(ROOT / "vcluster_emulation" / "chart" / "vcluster")
+# ---- the local cluster stands in for Kubernetes; vCluster is the real one ------------------------
+# upstream's chart at 0.36.1, packaged from its Go module (docs/real-vcluster.md); a real install
+# leaves vcluster_chart at its default, the chart from upstream's repository
+c.VClusterSpawner.vcluster_chart = env["DEMO_VCLUSTER_CHART"]
 c.VClusterSpawner.helm_binary = env.get("DEMO_HELM", "helm")
 # the hub runs outside the cluster: it reaches each vCluster's Service by its (loopback) cluster IP
 c.VClusterSpawner.vcluster_api_url_template = "https://{cluster_ip}:443"
@@ -50,3 +52,9 @@ c.VClusterHub.status_port = int(env.get("DEMO_STATUS_PORT", "10101"))
 
 # ---- what the chart ships ------------------------------------------------------------------------
 load_config_d(c, ROOT / "jupyterhub_config.d")
+
+# the services load this file too, in the environment the hub gives them (a few variables):
+# they need the demo's helm and chart as the hub does
+for _service in c.JupyterHub.services:
+    if "environment" in _service:
+        _service["environment"].update({k: v for k, v in env.items() if k in ("DEMO_HELM", "DEMO_VCLUSTER_CHART")})

@@ -1,4 +1,4 @@
-"""``make demo``: a local Kubernetes with the vCluster emulation and a JupyterHub with
+"""``make demo``: a local Kubernetes running the real vCluster 0.36.1 and a JupyterHub with
 VClusterSpawner, its profiles, idle culler, lifecycle and status services. Ctrl-C stops it all.
 
 Everything lives in ``.demo/`` (cluster state, hub database, logs) and starts fresh each time.
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import vcluster_real  # noqa: E402
 from localcluster.admission import apply_admission_policies  # noqa: E402
 from localcluster.kube import api_client  # noqa: E402
 from localcluster.launch import start_cluster  # noqa: E402
@@ -78,10 +79,10 @@ def stop(proc: subprocess.Popen | None, name: str, timeout: float) -> None:
         proc.wait()
 
 
-def leftovers() -> list[str]:
+def leftovers() -> dict[int, str]:
     """Processes still running from the demo: their command line or environment names its
     directory (cluster components, hub, proxy, services, pods) or its hub configuration."""
-    found = []
+    found = {}
     marks = (str(STATE).encode(), b"demo/jupyterhub_config.py")
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
@@ -92,8 +93,22 @@ def leftovers() -> list[str]:
                 continue
             if any(m in cmdline or m in environ for m in marks):
                 command = cmdline.replace(b"\0", b" ").decode(errors="replace")
-                found.append(f"{entry.name} {command[:120]}")
+                found[int(entry.name)] = command[:120]
     return found
+
+
+def reap(processes: dict[int, str]) -> None:
+    """SIGTERM, 5 s, SIGKILL: what a hub that died left behind (its proxy and services run in
+    sessions of their own, so they outlive it)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in processes):
+            time.sleep(0.1)
 
 
 def main() -> int:
@@ -108,14 +123,15 @@ def main() -> int:
     (STATE / "hub").mkdir(parents=True)
     cluster_proc = hub = None
     try:
-        say("starting the local Kubernetes cluster with the vCluster emulation")
-        cluster_proc, cluster = start_cluster(STATE / "cluster", ("vcluster_emulation",), new_session=True)
+        say("starting the local Kubernetes cluster, whose kubelet runs the real vCluster 0.36.1")
+        cluster_proc, cluster = start_cluster(STATE / "cluster", ("vcluster_real",), new_session=True, timeout=1800)
         say("applying the chart's admission policies (users' namespaces guarded as in production)")
         asyncio.run(apply_policies(cluster))
         ports = {"DEMO_PORT": port_or_free(int(os.environ.get("DEMO_PORT", 8000))),
                  "DEMO_HUB_PORT": free_port(), "DEMO_PROXY_API_PORT": free_port(), "DEMO_STATUS_PORT": free_port()}
         env = {**os.environ, **{k: str(v) for k, v in ports.items()},
                "KUBECONFIG": str(cluster.admin_kubeconfig), "DEMO_HELM": str(cluster.binaries / "helm"),
+               "DEMO_VCLUSTER_CHART": str(vcluster_real.chart(cluster.binaries)),
                "HELM_CACHE_HOME": str(STATE / "helm" / "cache"), "HELM_CONFIG_HOME": str(STATE / "helm" / "config"),
                "HELM_DATA_HOME": str(STATE / "helm" / "data"), "PYTHONPATH": str(ROOT)}
         log = STATE / "jupyterhub.log"
@@ -151,7 +167,12 @@ def main() -> int:
         stop(hub, "JupyterHub (and its proxy and services)", 60)
         stop(cluster_proc, "the local cluster (and every pod)", 90)
         left = leftovers()
-        say("stopped; nothing left running" if not left else "still running:\n  " + "\n  ".join(left))
+        if left:
+            say("stopping what JupyterHub left running:\n  " + "\n  ".join(f"{p} {c}" for p, c in left.items()))
+            reap(left)
+            left = leftovers()
+        say("stopped; nothing left running" if not left else "still running:\n  " + "\n  ".join(
+            f"{p} {c}" for p, c in left.items()))
     return 0
 
 
