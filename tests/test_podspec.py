@@ -26,6 +26,27 @@ def test_image_map_first_match_wins_and_unmapped_is_a_clear_error():
         ImageMap.parse([{"image": "python:*", "run": {}}], source="rules.yaml").rule_for("ubuntu")
 
 
+def test_a_plugin_extends_the_map_with_rules_matched_first_and_placeholders_for_paths():
+    base = ImageMap.parse([{"image": "ghcr.io/loft-sh/vcluster-*", "simulate": "vcluster"},
+                           {"image": "python:*", "run": {"env": {"CONF": "{imagefs}/jupyter"}}}], source="images.yaml")
+    images = base.extended(imagefs="/opt/imagefs").extended([
+        {"image": "ghcr.io/loft-sh/vcluster-*", "run": {"entrypoint": ["/vcluster", "start"], "network": "own",
+                                                        "content": {"/vcluster": "{built}/vcluster"}}},
+    ], source="plugin", built="/cache/vc")
+    real = images.rule_for("ghcr.io/loft-sh/vcluster-pro:0.36.1")
+    assert real.run and real.own_network and real.content == (("/vcluster", "/cache/vc/vcluster"),)
+    assert dict(images.rule_for("python:3.11").env) == {"CONF": "/opt/imagefs/jupyter"}
+    assert not images.rule_for("python:3.11").own_network
+    assert base.rule_for("ghcr.io/loft-sh/vcluster-pro:0.36.1").simulate == "vcluster", "the base map is unchanged"
+    with pytest.raises(ValueError, match="network is 'shared'"):
+        ImageMap.parse([{"image": "x", "run": {"network": "host"}}])
+
+
+def test_an_unmapped_image_is_its_own_error_so_the_container_can_wait_for_it():
+    with pytest.raises(podspec.ImageNotMapped):
+        ImageMap.parse([]).rule_for("example.org/unknown:1")
+
+
 def test_image_rule_needs_run_or_simulate():
     with pytest.raises(ValueError, match="exactly one"):
         ImageMap.parse([{"image": "x"}])
@@ -136,4 +157,6 @@ def test_readiness_target_prefers_probe_then_first_port():
     c = {"name": "c", "ports": [{"containerPort": 8888, "name": "web"}],
          "readinessProbe": {"httpGet": {"port": "web", "path": "/api"}}}
     assert podspec.readiness_target(c) == ("http", "web", "/api")
+    tls = {"name": "c", "readinessProbe": {"httpGet": {"port": 8443, "path": "/readyz", "scheme": "HTTPS"}}}
+    assert podspec.readiness_target(tls) == ("https", 8443, "/readyz")
     assert podspec.resolve_port(c, "web") == 8888
