@@ -20,21 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
-def cluster() -> ClusterState:
-    """The running local cluster: ``LOCALCLUSTER_REUSE=<state dir>`` reuses one started with
-    ``python -m localcluster up``; otherwise one is started for the session."""
-    reuse = os.environ.get("LOCALCLUSTER_REUSE")
+def local_cluster(reuse_variable: str, name: str, plugin: str, timeout: float = 180):
+    """A local cluster with ``plugin``, started in test-artifacts/``name`` and stopped after,
+    or, when the environment variable ``reuse_variable`` names a state directory, the one
+    running there (started with ``python -m localcluster up``)."""
+    reuse = os.environ.get(reuse_variable)
     if reuse:
         yield ClusterState.read(Path(reuse).resolve())
         return
-    proc, state = start_cluster(ARTIFACTS / "localcluster", plugins=("vcluster_emulation",))
+    proc, state = start_cluster(ARTIFACTS / name, plugins=(plugin,), timeout=timeout)
     yield state
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(60)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> ClusterState:
+    """The local cluster with the vCluster emulation, for the session (``LOCALCLUSTER_REUSE``)."""
+    yield from local_cluster("LOCALCLUSTER_REUSE", "localcluster", "vcluster_emulation")
 
 
 @pytest.fixture(scope="session")

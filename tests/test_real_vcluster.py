@@ -10,10 +10,6 @@ lifecycle (install, ready, sleep, wake, delete) is the spawner's own code, uncha
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
@@ -22,14 +18,13 @@ import vcluster_real
 from localcluster import ClusterState
 from localcluster.admission import apply_admission_policies
 from localcluster.kube import api_client
-from localcluster.launch import start_cluster
 from localcluster.processes import wait_for
 from vcluster_spawner.helm import ChartRef, Helm
 from vcluster_spawner.values import computed_values, with_hash
 from vcluster_spawner.vcluster import Ref, State, VClusterOps, VirtualClient
 from vcluster_spawner.watches import stop_host_watches
 
-from .conftest import ARTIFACTS
+from .conftest import local_cluster
 from .helpers import gone
 from .hub import Hub
 from .test_lifecycle import assert_asleep, notebook_status
@@ -48,19 +43,9 @@ NOTEBOOK_LIKE = {   # what Pod Security "restricted" inside the vCluster lets a 
 
 @pytest.fixture(scope="module")
 def real_cluster() -> ClusterState:
-    """A local cluster running the real vCluster (``LOCALCLUSTER_REAL_REUSE=<state dir>``
-    reuses one started with ``python -m localcluster up --plugin vcluster_real``)."""
-    reuse = os.environ.get("LOCALCLUSTER_REAL_REUSE")
-    if reuse:
-        yield ClusterState.read(Path(reuse).resolve())
-        return
-    proc, state = start_cluster(ARTIFACTS / "localcluster-real", plugins=("vcluster_real",), timeout=1800)
-    yield state
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    """A local cluster running the real vCluster (``LOCALCLUSTER_REAL_REUSE``); its first start
+    builds the binaries when they are not cached (tools/build-vcluster.sh, ~15 min)."""
+    yield from local_cluster("LOCALCLUSTER_REAL_REUSE", "localcluster-real", "vcluster_real", timeout=1800)
 
 
 @pytest.fixture(scope="module")
