@@ -1,9 +1,9 @@
 """``python -m benchmarks [run|report]``: run everything (default) or only regenerate the
 report from ``results/latest.json``.
 
-``run`` starts its own local cluster (with ``VCLUSTER_EMULATION_STARTUP_DELAY`` =
-``BENCH_STARTUP_DELAY``) in ``test-artifacts/bench/``, or uses the one named by
-``LOCALCLUSTER_REUSE`` as the tests do.
+``run`` starts its own local cluster in ``test-artifacts/bench/``, running the real vCluster
+0.36.1 (``BENCH_VCLUSTER=emulated``: the emulation, with ``VCLUSTER_EMULATION_STARTUP_DELAY`` =
+``BENCH_STARTUP_DELAY``), or uses the one named by ``LOCALCLUSTER_REUSE`` as the tests do.
 """
 
 from __future__ import annotations
@@ -39,9 +39,13 @@ def run(settings: Settings) -> int:
         cluster = ClusterState.read(Path(reuse).resolve())
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-        os.environ[DELAY_ENV] = str(settings.startup_delay)   # inherited by the cluster's supervisor
-        _log(f"[bench] starting a local cluster ({DELAY_ENV}={settings.startup_delay})")
-        proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_emulation",))
+        if settings.vcluster == "real":
+            _log("[bench] starting a local cluster running the real vCluster")
+            proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_real",), timeout=1800)
+        else:
+            os.environ[DELAY_ENV] = str(settings.startup_delay)   # inherited by the cluster's supervisor
+            _log(f"[bench] starting a local cluster with the vCluster emulation ({DELAY_ENV}={settings.startup_delay})")
+            proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_emulation",))
     try:
         results = asyncio.run(run_all(cluster, settings, workdir / "hubs", cleanup=bool(reuse), log=_log))
     finally:

@@ -1,6 +1,6 @@
 """What the hub costs the host API server, from the API server's own /metrics.
 
-``apiserver_request_total`` counts every client alike: the emulated vClusters' syncers, the
+``apiserver_request_total`` counts every client alike: the vClusters' syncers, the
 local kubelet and the controllers talk to the same API server, so its before/after difference
 is not the hub's cost. The hub therefore runs under its own client identity (a certificate
 minted for ``HUB_USER``), and API Priority and Fairness classifies its requests: one

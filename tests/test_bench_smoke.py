@@ -23,7 +23,7 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
         sys.executable, "-m", "benchmarks", "run", cwd=Path(__file__).resolve().parent.parent,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "LOCALCLUSTER_REUSE": str(cluster.state_dir), "BENCH_RUNS": "1", "BENCH_CONCURRENCY": "2",
-             "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
+             "BENCH_VCLUSTER": "emulated", "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
              "BENCH_WORKDIR": str(tmp_path / "work")})
     output, _ = await proc.communicate()
     assert proc.returncode == 0, output.decode()[-4000:]
@@ -44,8 +44,8 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
     cold = results["spawn"]["cold"]["spawns"][0]["api"]
     assert cold["helm"]["create"] > 0 and cold["spawner"]["create"] > 0
     assert all(cold["hub"][v] == cold["helm"][v] + cold["spawner"][v] for v in VERBS)
-    assert results["spawn"]["cold"]["spawns"][0]["emulated"] > 0          # the control plane was waited for
-    assert results["spawn"]["warm"]["spawns"][0]["emulated"] == 0         # ... and not when it ran already
+    assert results["spawn"]["cold"]["spawns"][0]["control_plane"] > 0          # the control plane was waited for
+    assert results["spawn"]["warm"]["spawns"][0]["control_plane"] == 0         # ... and not when it ran already
     assert results["spawn"]["wake"]["spawns"][0]["own_overhead"] >= 0
 
     (level,) = results["concurrency"]

@@ -10,8 +10,12 @@ lifecycle (install, ready, sleep, wake, delete) is the spawner's own code, uncha
 from __future__ import annotations
 
 import asyncio
+import re
+import tempfile
+from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes_asyncio import client
 
 import vcluster_real
@@ -21,7 +25,7 @@ from localcluster.kube import api_client
 from localcluster.processes import wait_for
 from vcluster_spawner.helm import ChartRef, Helm
 from vcluster_spawner.values import computed_values, with_hash
-from vcluster_spawner.vcluster import Ref, State, VClusterOps, VirtualClient
+from vcluster_spawner.vcluster import Ref, State, VClusterOps, VirtualClient, read_or_none
 from vcluster_spawner.watches import stop_host_watches
 
 from .conftest import local_cluster
@@ -29,6 +33,8 @@ from .helpers import gone
 from .hub import Hub
 from .test_lifecycle import assert_asleep, notebook_status
 from .test_storage import notebook_exec, read_file, write_file
+from .vclusters import CHART as EMULATED_CHART
+from .vclusters import helm, virtual_client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_vcluster]
 
@@ -160,3 +166,82 @@ async def test_a_users_notebook_runs_in_a_real_vcluster_and_keeps_its_home_acros
     finally:
         await hub.api("DELETE", "/users/rita", timeout=300)   # the vCluster and its namespace
         await hub.stop()
+
+
+# ---- the emulation against the real syncer ------------------------------------------------------
+
+DIFF_POD = {   # what a tenant's pod commonly has: labels, annotations, a token, env refs, volumes
+    "metadata": {"name": "diff", "labels": {"app": "diff", "release": "mine"}, "annotations": {"note": "kept"}},
+    "spec": {**NOTEBOOK_LIKE, "containers": [{
+        **NOTEBOOK_LIKE["containers"][0],
+        "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": "diff", "key": "k"}}}],
+        "volumeMounts": [{"name": "cm", "mountPath": "/etc/diff"}, {"name": "scratch", "mountPath": "/scratch"}]}],
+        "volumes": [{"name": "cm", "configMap": {"name": "diff"}}, {"name": "scratch", "emptyDir": {}}]},
+}
+# Where the emulation's host pod differs from the real syncer's, and why that is acceptable (or
+# what fixes it); every other field must be equal. Paths as ``flatten`` writes them.
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+
+def flatten(value, path: str = "") -> dict[str, object]:
+    """Leaves of ``value`` by path; list items by their ``name`` when they have one."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flatten(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flatten(
+            item, f"{path}[{item['name'] if isinstance(item, dict) and 'name' in item else i}]").items()}
+    return {path: value}
+
+
+def comparable(pod: dict) -> dict[str, object]:
+    """A host pod's fields that the syncer decides, with per-cluster values (uids, IPs, times)
+    replaced by placeholders."""
+    pod = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "labels", "annotations", "ownerReferences")},
+           "spec": {k: v for k, v in pod["spec"].items() if k != "nodeName"}}
+    fields = flatten(pod)
+    out = {}
+    for path, value in fields.items():
+        if isinstance(value, str):
+            value = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", value)
+            value = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", value)
+        out[path] = value
+    return out
+
+
+async def synced_host_pod(cluster: ClusterState, kube: client.ApiClient, chart: str, ref: Ref) -> dict:
+    """Install ``chart`` with the spawner's values, create DIFF_POD inside, return its host pod."""
+    core = client.CoreV1Api(kube)
+    await core.create_namespace({"metadata": {"name": ref.namespace}})
+    values = Path(tempfile.mkdtemp()) / "values.yaml"
+    values.write_text(yaml.safe_dump(computed_values(ref.name, ref.namespace)))
+    await helm(cluster, "upgrade", "--install", ref.name, chart, "-n", ref.namespace, "-f", str(values), "--wait",
+               "--timeout", "600s")
+    vapi = await virtual_client(kube, ref.name, ref.namespace)
+    try:
+        virtual = client.CoreV1Api(vapi)
+        await virtual.create_namespaced_config_map("default", {"metadata": {"name": "diff"}, "data": {"k": "v"}})
+        await virtual.create_namespaced_pod("default", DIFF_POD)
+
+        async def host_pod():
+            pod = await read_or_none(core.read_namespaced_pod, f"diff-x-default-x-{ref.name}", ref.namespace)
+            return kube.sanitize_for_serialization(pod) if pod is not None else None
+        return await wait_for(host_pod, timeout=120, what=f"host pod of diff in {ref}")
+    finally:
+        await vapi.close()
+
+
+async def test_the_emulations_host_pod_matches_the_real_syncers_field_by_field(cluster, kube, real_cluster,
+                                                                                  real_kube):
+    ref = Ref("vc-diff", "vc-diff")   # the same names on both clusters: names and hashes compare
+    try:
+        emulated = comparable(await synced_host_pod(cluster, kube, str(EMULATED_CHART), ref))
+        real = comparable(await synced_host_pod(real_cluster, real_kube, str(vcluster_real.chart(real_cluster.binaries)),
+                                                ref))
+    finally:
+        for api in (kube, real_kube):
+            await client.CoreV1Api(api).delete_namespace(ref.namespace)
+    differences = {path: (emulated.get(path, "<absent>"), real.get(path, "<absent>"))
+                   for path in sorted(set(emulated) | set(real)) if emulated.get(path) != real.get(path)}
+    unexplained = {p: d for p, d in differences.items() if not any(re.fullmatch(k, p) for k in KNOWN_DIFFERENCES)}
+    assert not unexplained, "emulated vs real:\n" + "\n".join(f"{p}: {e!r} vs {r!r}" for p, (e, r) in unexplained.items())
