@@ -199,14 +199,13 @@ def comparable(pod: dict) -> dict[str, object]:
     replaced by placeholders."""
     pod = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "labels", "annotations", "ownerReferences")},
            "spec": {k: v for k, v in pod["spec"].items() if k != "nodeName"}}
-    fields = flatten(pod)
-    out = {}
-    for path, value in fields.items():
-        if isinstance(value, str):
-            value = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", value)
-            value = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", value)
-        out[path] = value
-    return out
+    def placeholders(text: str) -> str:
+        text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", text)
+        text = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", text)
+        # the token volume's name is made by the virtual API server (5 random characters)
+        return re.sub(r"kube-api-access-[a-z0-9]{5}\b", "kube-api-access-<random>", text)
+    return {placeholders(path): placeholders(value) if isinstance(value, str) else value
+            for path, value in flatten(pod).items()}
 
 
 async def synced_host_pod(cluster: ClusterState, kube: client.ApiClient, chart: str, ref: Ref) -> dict:

@@ -173,10 +173,13 @@ class Syncer:
                                              "ports": [{"containerPort": 1053, "protocol": "TCP"}]}]}}}})
 
     async def _label_pod_security(self, namespace) -> None:
+        """upstream pkg/controllers/podsecurity/podsecurity.go: when the enforce level is not
+        the configured one, enforce and warn at that level, both at version "latest"."""
         level = self.config.pod_security_standard
-        wanted = {f"pod-security.kubernetes.io/{mode}": level for mode in POD_SECURITY_MODES}
         labels = namespace.metadata.labels or {}
-        if any(labels.get(k) != v for k, v in wanted.items()) and not namespace.metadata.deletion_timestamp:
+        if labels.get("pod-security.kubernetes.io/enforce") != level and not namespace.metadata.deletion_timestamp:
+            wanted = {f"pod-security.kubernetes.io/{mode}{suffix}": value for mode in POD_SECURITY_MODES
+                      for suffix, value in (("", level), ("-version", "latest"))}
             await _ignore_missing(self.virtual.patch_namespace(namespace.metadata.name, {"metadata": {"labels": wanted}}))
 
     async def _create_on_host(self, create: Awaitable, vobj, kind: str):
@@ -319,10 +322,12 @@ class Syncer:
         if token is not None and self.config.secrets_for_tokens:
             token_secret = host_name(f"{v['metadata']['name']}-sa-token", vns, self.name)
             await self._put_token_secret(token_secret, {name: token for name in tr.token_volume_names(v)})
+        vnamespace = await read_or_none(self.virtual.read_namespace, vns)
         body = tr.translate_pod(
             v, vcluster=self.name, host_namespace=self.ns, owner=self.owner,
             workload_sa=workload_sa, kubernetes_ip=self.kubernetes_ip,
-            dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token, token_secret=token_secret)
+            dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token, token_secret=token_secret,
+            vnamespace_labels=(vnamespace.metadata.labels or {}) if vnamespace is not None else {})
         try:
             created = await self._create_on_host(self.host.create_namespaced_pod(self.ns, body), vpod, "Pod")
         except Refused:

@@ -35,10 +35,30 @@ KINDS = {k: f"/v1, Kind={k}" for k in ("Pod", "PersistentVolumeClaim", "Secret",
 HOST_KINDS = {"secret": "Secret", "configmap": "ConfigMap", "serviceaccount": "ServiceAccount"}
 
 
+def safe_concat_name(*parts: str) -> str:
+    """upstream ``translate.SafeConcatName``: joined by "-", over 63 characters cut to 52 plus a
+    hash of the whole."""
+    full = "-".join(parts)
+    if len(full) > 63:
+        return (full[:52] + "-" + hashlib.sha256(full.encode()).hexdigest()[:10]).replace(".-", "-")
+    return full
+
+
+def _prefixed_label_key(prefix: str, key: str, vcluster: str) -> str:
+    """upstream ``convertLabelKeyWithPrefix`` (pkg/util/translate/single_namespace.go)."""
+    return safe_concat_name(prefix, vcluster, "x", hashlib.sha256(key.encode()).hexdigest()[:10])
+
+
 def host_label_key(key: str, vcluster: str) -> str:
     if key in RESERVED_LABELS:
-        return f"vcluster.loft.sh/label-{vcluster}-x-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+        return _prefixed_label_key("vcluster.loft.sh/label", key, vcluster)
     return key
+
+
+def namespace_labels(labels: dict[str, str], vcluster: str) -> dict[str, str]:
+    """The virtual namespace's labels as a host pod carries them (upstream pods translator:
+    ``HostLabelNamespace``), so host-side selectors can tell the tenant's namespaces apart."""
+    return {_prefixed_label_key("vcluster.loft.sh/ns-label", k, vcluster): v for k, v in labels.items()}
 
 
 def host_metadata(obj: dict, kind: str, vcluster: str, host_namespace: str, owner: dict | None) -> dict:
@@ -133,12 +153,15 @@ def translate_service(vsvc: dict, vcluster: str, host_namespace: str, owner: dic
 def translate_pod(
     vpod: dict, *, vcluster: str, host_namespace: str, owner: dict | None, workload_sa: str,
     kubernetes_ip: str, dns_ip: str, cluster_domain: str, token: str | None, token_secret: str | None = None,
+    vnamespace_labels: dict[str, str] | None = None,
 ) -> dict:
     """Host pod for a virtual pod (vcluster-sync.md §3.2). ``token_secret``: the host Secret
     holding the token under each volume's name (``sync.toHost.pods.useSecretsForSATokens``,
-    upstream pods/translate/translator.go), else the token goes in an annotation."""
+    upstream pods/translate/translator.go), else the token goes in an annotation.
+    ``vnamespace_labels``: the labels of the pod's virtual namespace."""
     vmeta, vns = vpod["metadata"], vpod["metadata"]["namespace"]
     meta = host_metadata(vpod, "Pod", vcluster, host_namespace, owner)
+    meta["labels"].update(namespace_labels(vnamespace_labels or {}, vcluster))
     owners = vmeta.get("ownerReferences") or []
     meta["annotations"].update({
         "vcluster.loft.sh/name": vmeta["name"], "vcluster.loft.sh/namespace": vns,
