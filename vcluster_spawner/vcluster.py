@@ -564,23 +564,26 @@ async def _secret_with(core: client.CoreV1Api, namespace: str, name: str, key: s
     """Data item ``key`` of Secret ``namespace/name`` (base64), once it exists; None when the
     Secret has none now (``timeout`` None) or not within ``timeout`` seconds."""
     selector = f"metadata.name={name}"
-    listed = await core.list_namespaced_secret(namespace, field_selector=selector)
-    for secret in listed.items:
-        if key in (secret.data or {}):
-            return secret.data[key]
-    if timeout is None:
-        return None
+
+    def item(secret) -> str | None:
+        return (secret.data or {}).get(key)
     try:
         async with asyncio.timeout(timeout):
-            version = listed.metadata.resource_version
-            while True:   # the API server ends a watch after its own timeout: resumed from where it was
-                async with watch.Watch().stream(core.list_namespaced_secret, namespace, field_selector=selector,
-                                                resource_version=version, timeout_seconds=60) as stream:
-                    async for event in stream:
-                        secret = event["object"]
-                        version = secret.metadata.resource_version
-                        if event["type"] in ("ADDED", "MODIFIED") and key in (secret.data or {}):
-                            return secret.data[key]
+            while True:   # listed anew after each watch the API server ends, or expires (410)
+                listed = await core.list_namespaced_secret(namespace, field_selector=selector)
+                found = next(filter(None, map(item, listed.items)), None)
+                if found is not None or timeout is None:
+                    return found
+                try:
+                    async with watch.Watch().stream(core.list_namespaced_secret, namespace, field_selector=selector,
+                                                    resource_version=listed.metadata.resource_version,
+                                                    timeout_seconds=60) as stream:
+                        async for event in stream:
+                            if event["type"] in ("ADDED", "MODIFIED") and item(event["object"]) is not None:
+                                return item(event["object"])
+                except ApiException as e:
+                    if e.status != 410:
+                        raise
     except TimeoutError:
         return None
 
