@@ -66,6 +66,9 @@ class Syncer:
         self.dns_ip = ""
         self.seen: set[tuple[str, str, str]] = set()        # (kind, vns, vname) seen on the host
         self.from_host_targets: dict[tuple[str, str], tuple[str, str]] = {}  # virtual -> host secret
+        # one fromHost change of a target at a time: a re-creation of the virtual copy racing the
+        # host Secret's deletion must not leave the copy behind
+        self._from_host_locks: dict[tuple[str, str], asyncio.Lock] = {}
         # secrets/configMaps referenced by synced pods: only these go to the host (toHost.*.all off)
         self.used: set[tuple[str, str, str]] = set()
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -554,7 +557,10 @@ class Syncer:
 
     async def reconcile_config(self, kind: str, vns: str, vname: str) -> None:
         if (vns, vname) in self.from_host_targets and kind == "secret":
-            await self._sync_from_host(self.from_host_targets[(vns, vname)], (vns, vname))
+            async with self._from_host_locks.setdefault((vns, vname), asyncio.Lock()):
+                source = self.from_host_targets.get((vns, vname))
+                if source is not None:   # still mapped: the host Secret was not deleted meanwhile
+                    await self._sync_from_host(source, (vns, vname))
             return
         key = (kind, vns, vname)
         vread, *_ = self._config_api(kind, self.virtual)
@@ -595,12 +601,13 @@ class Syncer:
         if target is None:
             return
         source = (meta["namespace"], meta["name"])
-        if event_type == "DELETED":
-            if self.from_host_targets.pop(target, None) is not None:
-                await _ignore_missing(self.virtual.delete_namespaced_secret(target[1], target[0]))
-            return
-        self.from_host_targets[target] = source
-        await self._sync_from_host(source, target)
+        async with self._from_host_locks.setdefault(target, asyncio.Lock()):
+            if event_type == "DELETED":
+                if self.from_host_targets.pop(target, None) is not None:
+                    await _ignore_missing(self.virtual.delete_namespaced_secret(target[1], target[0]))
+                return
+            self.from_host_targets[target] = source
+            await self._sync_from_host(source, target)
 
     async def _sync_from_host(self, source: tuple[str, str], target: tuple[str, str]) -> None:
         """One-way copy of labels, annotations and data; virtual edits are overwritten and a
