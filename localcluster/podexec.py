@@ -43,8 +43,7 @@ def enter_private_mount_namespace() -> None:
 
 
 def bind(source: str, target: str, read_only: bool) -> None:
-    """``source`` is best a ``/proc/self/fd/N`` path of a source opened before any mount (see
-    ``main``)."""
+    """``source``: a ``/proc/self/fd/N`` path of a source opened before the first mount (``main``)."""
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
     else:

@@ -180,8 +180,6 @@ class PodWorker:
             await self._run()
         except asyncio.CancelledError:
             await self._stop_all(grace=0)
-            if self.network:
-                await self.network.remove()
             raise
         except Exception as e:  # a bug here must not take the kubelet down
             log.exception("pod %s/%s failed", self.namespace, self.name)
@@ -469,6 +467,7 @@ class PodWorker:
             await asyncio.sleep(0.2)
 
     async def _stop_all(self, grace: float) -> None:
+        """Every container (SIGTERM, ``grace`` seconds, SIGKILL), then the pod's own network."""
         async def stop(runtime: ContainerRuntime):
             if runtime.simulator is not None:
                 await runtime.simulator.stop()
@@ -491,6 +490,9 @@ class PodWorker:
                 await proc.wait()
 
         await asyncio.gather(*(stop(r) for r in self.containers), return_exceptions=True)
+        if self.network:   # its containers are gone: the namespace and its relays go too
+            await self.network.remove()
+            self.network = None
 
     async def _finish_deletion(self) -> None:
         grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
@@ -499,8 +501,6 @@ class PodWorker:
         for runtime in self.containers:
             await self.kubelet.event(self.pod, "Normal", "Killing", f"Stopping container {runtime.spec['name']}")
         await self._stop_all(float(grace))
-        if self.network:
-            await self.network.remove()
         if self.ip != self.kubelet.node_ip:
             self.kubelet.ips.release(self.ip)
         try:
