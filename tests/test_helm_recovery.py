@@ -44,6 +44,12 @@ async def kill_when(helm: Helm, name: str, namespace: str, status: str, *args: s
         await proc.wait()
 
 
+# The interrupted helm's control plane runs an image no rule maps, so its pod never turns
+# Ready and helm --wait holds the release pending until the kill: a control plane that came up
+# quickly could otherwise let the release reach "deployed" between two looks.
+NEVER_READY = {"controlPlane": {"statefulSet": {"image": {"registry": "unpulled.invalid"}}}}
+
+
 async def test_a_release_an_interrupted_helm_left_pending_is_recovered(kube, helm_env, tmp_path):
     helm, namespace, name = helm_env, await new_namespace(kube), "vc-interrupted"
     ops = VClusterOps(client.CoreV1Api(kube), client.AppsV1Api(kube), helm)
@@ -51,7 +57,8 @@ async def test_a_release_an_interrupted_helm_left_pending_is_recovered(kube, hel
     values = {"telemetry": {"enabled": False}}
     try:
         await kill_when(helm, name, namespace, "pending-install", "upgrade", "--install", name, str(CHART),
-                        "--namespace", namespace, "--wait", "--values", str(values_file(values, tmp_path)))
+                        "--namespace", namespace, "--wait", "--values", str(values_file(values, tmp_path)),
+                        "--values", str(values_file(NEVER_READY, tmp_path)))
         told: list[str] = []
         await ops.install(ref, chart, values, told.append)
         assert told == ["Recovering your virtual cluster from an interrupted install"]
@@ -59,7 +66,8 @@ async def test_a_release_an_interrupted_helm_left_pending_is_recovered(kube, hel
 
         changed = {**values, "controlPlane": {"statefulSet": {"annotations": {"revision": "2"}}}}
         await kill_when(helm, name, namespace, "pending-upgrade", "upgrade", "--install", name, str(CHART),
-                        "--namespace", namespace, "--wait", "--values", str(values_file(changed, tmp_path)))
+                        "--namespace", namespace, "--wait", "--values", str(values_file(changed, tmp_path)),
+                        "--values", str(values_file(NEVER_READY, tmp_path)))
         told.clear()
         await ops.install(ref, chart, changed, told.append)
         assert told == ["Recovering your virtual cluster from an interrupted upgrade"]

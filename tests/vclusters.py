@@ -59,9 +59,15 @@ async def wait_ready(kube: client.ApiClient, name: str, namespace: str, timeout:
 async def virtual_client(kube: client.ApiClient, name: str, namespace: str) -> client.ApiClient:
     """A client for the vCluster from Secret vc-N, reaching it through Service N's cluster IP
     (the local stand-in for the in-cluster address https://N.NS:443). Like `vcluster connect`,
-    it waits until ServiceAccount default/default exists: pods cannot be admitted before."""
+    it waits until ServiceAccount default/default exists: pods cannot be admitted before.
+    The real vCluster writes vc-N after its pod turns Ready (helm --wait returns before), so
+    the Secret is waited for too."""
     core = client.CoreV1Api(kube)
-    secret = await core.read_namespaced_secret(f"vc-{name}", namespace)
+
+    async def exported():
+        secret = await core.read_namespaced_secret(f"vc-{name}", namespace)   # a 404 is "not yet"
+        return secret if "config" in (secret.data or {}) else None
+    secret = await wait_for(exported, timeout=120, what=f"Secret vc-{name} in {namespace}")
     kubeconfig = yaml.safe_load(base64.b64decode(secret.data["config"]))
     svc = await core.read_namespaced_service(name, namespace)
     for c in kubeconfig["clusters"]:
