@@ -15,6 +15,7 @@ from localcluster import ClusterState
 from localcluster.admission import apply_admission_policies
 from localcluster.kube import api_client
 from localcluster.launch import start_cluster
+from vcluster_spawner.watches import stop_host_watches
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -52,6 +53,24 @@ async def kube(cluster) -> client.ApiClient:
     await api.close()
 
 
+@pytest.fixture(scope="session")
+def real_cluster() -> ClusterState:
+    """A local cluster running the real vCluster 0.36.1 (``LOCALCLUSTER_REAL_REUSE``), shared by
+    the tests that need it; its first start builds the binaries when they are not cached
+    (tools/build-vcluster.sh, ~15 min)."""
+    yield from local_cluster("LOCALCLUSTER_REAL_REUSE", "localcluster-real", "vcluster_real", timeout=1800)
+
+
+@pytest.fixture(scope="session")
+async def real_kube(real_cluster) -> client.ApiClient:
+    """Cluster admin on ``real_cluster``, with the same admission policies as ``kube``."""
+    api = await api_client(real_cluster.admin_kubeconfig)
+    await apply_admission_policies(api, real_cluster)
+    yield api
+    await stop_host_watches()   # those on this cluster would outlive their client
+    await api.close()
+
+
 @pytest.fixture
 async def namespace(kube) -> str:
     """A fresh namespace, deleted after the test (without waiting for it to go)."""
@@ -65,14 +84,27 @@ async def namespace(kube) -> str:
         pass
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that uses the real vCluster, directly or through a fixture, is marked
+    ``real_vcluster`` (``pytest -m real_vcluster`` selects them all)."""
+    for item in items:
+        if "real_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_vcluster)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure of a cluster test, attach the tail of every component's log."""
     outcome = yield
     report = outcome.get_result()
-    if report.when != "call" or not report.failed or "cluster" not in item.fixturenames:
+    if report.when != "call" or not report.failed:
         return
-    state_dir = Path(os.environ.get("LOCALCLUSTER_REUSE") or ARTIFACTS / "localcluster")
+    if "real_cluster" in item.fixturenames:
+        state_dir = Path(os.environ.get("LOCALCLUSTER_REAL_REUSE") or ARTIFACTS / "localcluster-real")
+    elif "cluster" in item.fixturenames:
+        state_dir = Path(os.environ.get("LOCALCLUSTER_REUSE") or ARTIFACTS / "localcluster")
+    else:
+        return
     logs = sorted((state_dir / "logs").glob("*.log")) + sorted(state_dir.parent.glob("*.supervisor.log"))
     logs += sorted((state_dir / "pods").glob("*/*.log"))[-6:]
     for path in logs:

@@ -57,12 +57,14 @@ class Hub:
     Python appended to the generated jupyterhub_config.py."""
 
     def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: Hub | None = None,
-                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None):
+                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None, chart: Path = CHART):
         """``restart_of``: a stopped hub whose database, ports and token this one takes over.
         ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
         loads them after its own settings). ``kubeconfig``: the hub's (and its helm's) identity
-        on the host; default: cluster admin."""
+        on the host; default: cluster admin. ``chart``: the vCluster chart the spawner installs
+        (default: the emulation's; ``vcluster_real.chart()`` on a cluster running the real one)."""
         self.snippets = snippets
+        self.chart = restart_of.chart if restart_of else chart
         self.workdir = workdir
         self.cluster = cluster
         self.kubeconfig = kubeconfig or (restart_of.kubeconfig if restart_of else cluster.admin_kubeconfig)
@@ -99,7 +101,7 @@ class Hub:
             c.JupyterHub.load_roles = [{{"name": "test-admin", "services": ["test"], "scopes": [
                 "admin:users", "admin:servers", "access:servers", "list:users", "read:users", "read:metrics"]}}]
             c.JupyterHub.spawner_class = "vcluster"
-            c.VClusterSpawner.vcluster_chart = {str(CHART)!r}
+            c.VClusterSpawner.vcluster_chart = {str(self.chart)!r}
             c.VClusterSpawner.vcluster_api_url_template = "https://{{cluster_ip}}:443"
             c.VClusterSpawner.helm_binary = {str(self.cluster.binaries / 'helm')!r}
             c.VClusterSpawner.image = {NOTEBOOK_IMAGE!r}

@@ -20,15 +20,11 @@ from kubernetes_asyncio import client
 
 import vcluster_real
 from localcluster import ClusterState
-from localcluster.admission import apply_admission_policies
-from localcluster.kube import api_client
 from localcluster.processes import wait_for
 from vcluster_spawner.helm import ChartRef, Helm
 from vcluster_spawner.values import computed_values, with_hash
 from vcluster_spawner.vcluster import Ref, State, VClusterOps, VirtualClient, read_or_none
-from vcluster_spawner.watches import stop_host_watches
 
-from .conftest import local_cluster
 from .helpers import gone
 from .hub import Hub
 from .test_lifecycle import assert_asleep, notebook_status
@@ -45,22 +41,6 @@ NOTEBOOK_LIKE = {   # what Pod Security "restricted" inside the vCluster lets a 
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
     "terminationGracePeriodSeconds": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def real_cluster() -> ClusterState:
-    """A local cluster running the real vCluster (``LOCALCLUSTER_REAL_REUSE``); its first start
-    builds the binaries when they are not cached (tools/build-vcluster.sh, ~15 min)."""
-    yield from local_cluster("LOCALCLUSTER_REAL_REUSE", "localcluster-real", "vcluster_real", timeout=1800)
-
-
-@pytest.fixture(scope="module")
-async def real_kube(real_cluster) -> client.ApiClient:
-    api = await api_client(real_cluster.admin_kubeconfig)
-    await apply_admission_policies(api, real_cluster)
-    yield api
-    await stop_host_watches()   # those on this cluster would outlive their client
-    await api.close()
 
 
 async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(real_cluster, real_kube, monkeypatch):
@@ -146,8 +126,8 @@ async def test_a_users_notebook_runs_in_a_real_vcluster_and_keeps_its_home_acros
     it with the home directory as it was and a kubeconfig that works (upstream rotates
     certificates while running, since 0.34)."""
     chart = vcluster_real.chart(real_cluster.binaries)
-    hub = await Hub(tmp_path / "hub", real_cluster, f"c.VClusterSpawner.vcluster_chart = {str(chart)!r}\n"
-                    'c.VClusterSpawner.stop_action = "sleep"\nc.VClusterSpawner.start_timeout = 600\n').start()
+    hub = await Hub(tmp_path / "hub", real_cluster, 'c.VClusterSpawner.stop_action = "sleep"\n'
+                    'c.VClusterSpawner.start_timeout = 600\n', chart=chart).start()
     try:
         await hub.add_user("rita")
         events = await hub.start_server("rita", timeout=600)
