@@ -19,7 +19,7 @@ from vcluster_spawner.home import (
     validate_access_modes,
     virtual_home_claim,
 )
-from vcluster_spawner.notebook import add_wiring, home_wiring, merge_wiring
+from vcluster_spawner.notebook import add_wiring, cluster_wiring, home_wiring, merge_wiring
 from vcluster_spawner.ownership import Owner
 from vcluster_spawner.values import computed_values
 from vcluster_spawner.vcluster import Ref
@@ -159,3 +159,10 @@ def test_the_notebook_container_gets_home_and_credentials():
 def test_a_profile_volume_may_not_take_a_reserved_name():
     with pytest.raises(ValueError, match="home are reserved"):
         add_wiring(_pod([V1Volume(name="home")]), home_wiring("home", "/home/jovyan"))
+
+
+@pytest.mark.parametrize("stop_action, ephemeral", [("delete", "true"), ("sleep", "false"), ("none", "false")])
+def test_the_notebook_is_told_its_cluster_and_whether_a_stop_deletes_it(stop_action, ephemeral):
+    env = {e["name"]: e["value"] for e in cluster_wiring("vc-bea", "vc-bea-ns", stop_action)["env"]}
+    assert env == {"VCLUSTER_NAME": "vc-bea", "VCLUSTER_HOST_NAMESPACE": "vc-bea-ns", "VCLUSTER_STOP_ACTION": stop_action,
+                   "VCLUSTER_EPHEMERAL": ephemeral}

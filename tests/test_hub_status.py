@@ -60,7 +60,9 @@ c.VClusterHub.status_port = {free_port()}
         assert list(rows(html)) == ["ben"], html           # only his own
         assert "class='state running'" in rows(html)["ben"]
         assert "ben: ready" not in html and "default: ready" in rows(html)["ben"]
-        assert "kubeconfig not available" in rows(html)["ben"]
+        assert "kubectl in the notebook's terminal" in rows(html)["ben"]
+        # and his own cluster in sentences (guidance.py): where it stands and what to do now
+        assert "Your virtual cluster vc-ben is running." in html and "Use it from your notebook&#x27;s terminal" in html
         assert "Actions" not in html                         # no admin actions for users
         for path in ("users/cid/kubeconfig", "users/ben/sleep", "users/cid/delete"):
             status, body = await get(ben, page + path)

@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
+from vcluster_spawner.guidance import Policy, guidance
 from vcluster_spawner.hubconfig import load_config_d
 from vcluster_spawner.services import pages
 from vcluster_spawner.services.inspect import VClusterView, quantity
 from vcluster_spawner.services.lifecycle import LifecycleService
+from vcluster_spawner.services.pages import guide
 from vcluster_spawner.vcluster import Ref, State, Status
 
 from .hub import CONFIG_D
@@ -91,7 +93,7 @@ def test_status_rows_escape_and_offer_actions_by_state():
     row = pages.row("<b>x</b>", view, {"": {"ready": False}}, "/services/s/", True, kubeconfig=False)
     assert "&lt;b&gt;x&lt;/b&gt;" in row and "<b>x</b>" not in row
     assert ">wake<" in row and ">sleep<" not in row and ">delete<" in row
-    assert "0.2 CPU" in row and "256 Mi" in row and "kubeconfig not available" in row
+    assert "0.2 CPU" in row and "256 Mi" in row and "kubectl in the notebook's terminal" in row
     user_row = pages.row("x", view, {}, "/services/s/", False, kubeconfig=True)
     assert ">wake<" not in user_row and "/services/s/users/x/kubeconfig" in user_row
 
@@ -111,3 +113,16 @@ def test_config_d_snippets_extend_what_was_configured_before():
     assert [p["slug"] for p in c.VClusterSpawner.profile_list] == ["small", "large"]
     user_role = next(r for r in c.JupyterHub.load_roles if r["name"] == "user")
     assert "access:services!service=vcluster-status" in user_role["scopes"]
+
+
+def test_the_users_guide_offers_the_action_of_the_state_and_escapes_everything():
+    policy = Policy("dynamic", "delete", "/home/<jovyan>")
+    asleep = guide(guidance("vc-x", "asleep", policy, now=before(0), since=before(60)), "/hub/spawn", None)
+    assert "Start your server (wakes it)" in asleep and "href='/hub/spawn'" in asleep
+    assert "/home/&lt;jovyan&gt;" in asleep and "<jovyan>" not in asleep
+    assert "download its kubeconfig" not in asleep and "class='box guide ephemeral'" in asleep
+    starting = guide(guidance("vc-x", "provisioning", policy, now=before(0)), "/hub/spawn", "/s/users/x/kubeconfig")
+    assert "Look again" in starting and "Start your server" not in starting
+    assert "href='/s/users/x/kubeconfig'" in starting
+    working = guide(guidance("vc-x", "running", policy, now=before(0), server_active=True), "/hub/spawn", None)
+    assert "<a class=button" not in working and "Use it from your notebook&#x27;s terminal" in working

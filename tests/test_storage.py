@@ -376,10 +376,16 @@ import os
 print("ENV", os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["S3_BUCKET"])
 print("FILE", open("/var/run/secrets/jupyter/s3/AWS_SECRET_ACCESS_KEY").read())
 print("KUBECONFIG", os.environ["KUBECONFIG"], os.path.exists(os.environ["KUBECONFIG"]))
+import yaml
+print("CONTEXT", yaml.safe_load(open(os.environ["KUBECONFIG"]))["current-context"])
+print("CLUSTER", os.environ["VCLUSTER_NAME"], os.environ["VCLUSTER_HOST_NAMESPACE"], os.environ["VCLUSTER_STOP_ACTION"],
+      os.environ["VCLUSTER_EPHEMERAL"])
 """
         code, out = await notebook_exec(cluster, "cora", check)
         assert code == 0 and f"ENV {first} cora-data" in out and f"FILE {first}" in out, out
         assert "KUBECONFIG /var/run/secrets/jupyter/kubeconfig/config True" in out, out
+        # which cluster it is, by the name the hub's pages use, and that a stop puts it to sleep
+        assert f"CONTEXT {name}\n" in out and f"CLUSTER {name} {ns} sleep false" in out, out
 
         # the ServiceAccount the spawner made for the notebook is synced to the host
         await wait_for(lambda: core.read_namespaced_service_account(host_name("notebook", "default", name), ns),

@@ -16,6 +16,16 @@ def home_wiring(claim_name: str, mount_path: str) -> dict[str, list[dict]]:
             "mounts": [{"name": "home", "mountPath": mount_path}], "env": [], "env_from": []}
 
 
+def cluster_wiring(name: str, host_namespace: str, stop_action: str) -> dict[str, list[dict]]:
+    """Which cluster the notebook is in and what a stop does to it, as environment variables
+    (docs/hub.md, "Inside the notebook"): VCLUSTER_NAME (also the kubeconfig's context name),
+    VCLUSTER_HOST_NAMESPACE, VCLUSTER_STOP_ACTION (sleep, delete, none) and VCLUSTER_EPHEMERAL
+    ("true" when a stop deletes the cluster and everything in it but the home directory)."""
+    env = {"VCLUSTER_NAME": name, "VCLUSTER_HOST_NAMESPACE": host_namespace, "VCLUSTER_STOP_ACTION": stop_action,
+           "VCLUSTER_EPHEMERAL": "true" if stop_action == "delete" else "false"}
+    return {"volumes": [], "mounts": [], "env": [{"name": k, "value": v} for k, v in env.items()], "env_from": []}
+
+
 def merge_wiring(*parts: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return {key: [item for part in parts for item in part[key]] for key in ("volumes", "mounts", "env", "env_from")}
 

@@ -32,7 +32,7 @@ from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
 from .lifecycle import VClusterLifecycle
 from .metrics import MeteredOps
-from .notebook import add_wiring, home_wiring, merge_wiring
+from .notebook import add_wiring, cluster_wiring, home_wiring, merge_wiring
 from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_labels
 from .translate import host_name
 from .values import computed_values, vcluster_values, with_hash
@@ -104,6 +104,15 @@ class VClusterSpawner(KubeSpawner):
         control plane's data volume deleted). "none": left running. Default (None): "sleep" in
         static mode, "delete" in dynamic mode. Never touches the user's home storage.
         """,
+    )
+    survival_notice = Unicode(
+        "", config=True,
+        help="""The sentence the hub's spawn, progress and home pages and the status page show users
+        about what survives a stop (fields: {home}, the home directory's mount path; {cluster},
+        the vCluster's name). Default: "" (generated from the stop action, the home storage, the
+        S3 credentials and the lifecycle service's deletion of asleep vClusters; for example, in
+        dynamic mode: "Only your home directory (/home/jovyan) survives a stop: everything else
+        you create in vc-bea ... is deleted."). vcluster_spawner/guidance.py writes the default.""",
     )
     sleep_grace_period = Float(
         60.0, config=True,
@@ -681,7 +690,8 @@ class VClusterSpawner(KubeSpawner):
                  for name, revision in revisions.items() if revision]
         if self.service_account:
             steps.append(ensure_service_account(vapi, vns, self.service_account, self.notebook_cluster_role))
-        wiring = [credentials.notebook_wiring(self.credentials_mount_path, host.s3)]
+        wiring = [credentials.notebook_wiring(self.credentials_mount_path, host.s3),
+                  cluster_wiring(self.vcluster.name, self.vcluster.namespace, self.effective_stop_action)]
         if host.home is not None:
             self._phase(57, "Attaching your home volume")
             steps.append(self.homes.bind_virtual(virtual, self.home_spec, host.home, self.home_bind_timeout))
@@ -693,7 +703,9 @@ class VClusterSpawner(KubeSpawner):
         virtual = self._virtual_client()
         await virtual.api()   # reads the exported kubeconfig once
         server = await virtual.url(self.user_kubeconfig_server_template)
-        return user_kubeconfig(virtual.exported, server, self.user.name, self.virtual_namespace)
+        # the context is the cluster's name: `kubectl config current-context` says what the
+        # hub's pages and the status page call it
+        return user_kubeconfig(virtual.exported, server, self.vcluster.name, self.virtual_namespace)
 
     async def _s3_values(self) -> dict[str, str] | None:
         source = self.s3_credentials

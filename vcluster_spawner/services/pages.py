@@ -7,6 +7,7 @@ from decimal import Decimal
 from html import escape
 from urllib.parse import quote
 
+from ..guidance import Guidance
 from .inspect import VClusterView
 
 STYLE = """
@@ -30,6 +31,13 @@ button.danger{color:#a40e26}
 .box{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:20px;max-width:560px}
 .flash{padding:10px 14px;border-radius:6px;margin-bottom:16px;background:#ddf4ff}
 .flash.err{background:#ffebe9}
+.guide{max-width:760px;margin-bottom:20px}.guide h2{font-size:17px;margin:0 0 8px}.guide h3{font-size:15px;margin:16px 0 4px}
+.guide p{margin:4px 0;line-height:1.45}.guide.ephemeral{border-left:4px solid #bf8700}
+@media (prefers-color-scheme: dark){
+body{background:#0d1117;color:#e6edf3}header{background:#161b22}
+table,.box{background:#161b22;border-color:#30363d}th{background:#21262d}th,td{border-color:#30363d}
+.muted{color:#8b949e}button,.button{background:#21262d;border-color:#30363d;color:#e6edf3}
+.flash{background:#0c2d6b}.flash.err{background:#5a1e24}a{color:#58a6ff}}
 """
 
 
@@ -73,7 +81,7 @@ def row(username: str, view: VClusterView, servers: dict, prefix: str, admin: bo
     requests = (f"{view.cpu_requests.normalize():f} CPU<br>{_memory(view.memory_requests)}"
                 f"<div class=muted>{view.pods} pod(s)</div>") if view.state != "absent" else ""
     download = (f"<a class=button href='{user_path}/kubeconfig'>kubeconfig</a>" if kubeconfig
-                else "<span class=muted>kubeconfig not available</span>")
+                else "<span class=muted>kubectl in the notebook's terminal</span>")
     actions = ""
     if admin:
         actions = "".join(
@@ -86,6 +94,26 @@ def row(username: str, view: VClusterView, servers: dict, prefix: str, admin: bo
             f"<td><span class='state {view.state}'>{view.state}</span>{since}{detail}</td>"
             f"<td>{_servers(servers)}</td><td>{requests}</td><td>{ago(view.created)}</td>"
             f"<td>{download}</td>" + (f"<td>{actions}</td>" if admin else "") + "</tr>")
+
+
+def guide(told: Guidance, spawn_url: str, download_url: str | None) -> str:
+    """The user's own vCluster in sentences: where it stands, what to do now, how to reach it
+    with kubectl, what survives a stop (guidance.py, as on the hub's pages)."""
+    button = {"start": f"<p><a class=button href='{escape(spawn_url)}'>Start your server</a></p>",
+              "wake": f"<p><a class=button href='{escape(spawn_url)}'>Start your server (wakes it)</a></p>",
+              "wait": "<p><a class=button href=''>Look again</a></p>"}.get(told.action, "")
+    download = (f"<p>From your own computer: <a href='{escape(download_url)}'>download its kubeconfig</a> "
+                "and point <code>KUBECONFIG</code> at it.</p>" if download_url else "")
+    policy = f"<p class=next-policy>{escape(told.next_policy)}</p>" if told.next_policy else ""
+    return (f"<section class='box guide{' ephemeral' if told.ephemeral else ''}' aria-labelledby=guide-heading "
+            f"data-state='{escape(told.state)}'>"
+            f"<h2 id=guide-heading>{escape(told.headline)}</h2>"
+            f"<p class=next-step>{escape(told.next_step)}</p>{button}"
+            f"<h3>Using kubectl</h3><p>In your notebook, open a terminal (File → New → Terminal): "
+            f"<code>kubectl</code> and other Kubernetes tools reach your virtual cluster as they are "
+            f"(<code>KUBECONFIG</code> is set; its context is <code>{escape(told.cluster)}</code>).</p>{download}"
+            f"<h3>What survives a stop</h3><p class=on-stop>{escape(told.on_stop)}</p>"
+            f"<p class=survival>{escape(told.survival)}</p>{policy}</section>")
 
 
 def table(rows: list[str], admin: bool, flash: str = "", error: bool = False) -> str:

@@ -2,8 +2,10 @@
 
 A user sees their own vCluster, an admin everyone's: state (running, asleep, provisioning,
 absent, error) and since when, servers, resource requests, age, and a download of the user's
-external kubeconfig (host Secret ``kubeconfig_secret_template``; "not available" when it does
-not exist). Admins can sleep, wake and delete a vCluster, each after a confirmation page;
+external kubeconfig (host Secret ``kubeconfig_secret_template``, when it exists). Above the
+table, users read their own cluster in sentences (guidance.py, as on the hub's pages): what to
+do now (start, wake, wait), how to use kubectl from the notebook's terminal, what survives a
+stop and when the idle policy acts next. Admins can sleep, wake and delete a vCluster, each after a confirmation page;
 sleep and delete are refused while the user has an active server (stop it in the admin panel:
 the spawner then applies its own stop action).
 
@@ -15,6 +17,7 @@ Run by the hub (see jupyterhub_config.d/50-status-service.py)::
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import secrets
 import sys
@@ -25,9 +28,11 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode
 
+from ..guidance import guidance
+from ..hubpages import policy_of
 from ..vcluster import State, Status, Superseded
 from . import pages
-from .common import HubAPI, HubService, Spawners, active_servers, load_hub_config, stop_signal
+from .common import HubAPI, HubService, Spawners, active_servers, load_hub_config, parse_time, stop_signal
 from .inspect import inspect, read_kubeconfig
 
 ACTIONS = ("sleep", "wake", "delete")
@@ -53,10 +58,13 @@ class StatusService(HubService):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.spawners = Spawners(load_hub_config(self.hub_config))
+        config = load_hub_config(self.hub_config)
+        self.spawners = Spawners(config)
+        self.hub_services = list(config.JupyterHub.get("services", []))   # the idle policy's source
         self.hub = HubAPI()
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/vcluster-status/")
         self.hub_home = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/home"
+        self.hub_spawn = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/spawn"
 
     async def lookup(self, user: dict):
         """(spawner, vCluster ref) for a hub user model (a never-started spawner: traits, names,
@@ -140,19 +148,28 @@ class IndexHandler(BaseHandler):
         users = await service.hub.users() if self.is_admin else [await self.target(self.username)]
         limit = asyncio.Semaphore(service.concurrency)
 
+        guides: list[str] = []
+
         async def one(user):
             async with limit:
                 spawner, ref = await service.lookup(user)
                 view = await inspect(spawner.ops, ref)
                 config = await read_kubeconfig(spawner.ops, ref, service.kubeconfig_secret(user["name"], ref),
                                                service.kubeconfig_secret_key)
+                if user["name"] == self.username:   # the sentences the hub's pages show too
+                    told = guidance(ref.name, view.state, policy_of(spawner, service.hub_services),
+                                    now=datetime.datetime.now(datetime.timezone.utc), since=view.since,
+                                    detail=view.detail, last_activity=parse_time(user.get("last_activity")),
+                                    server_active=bool(active_servers(user)))
+                    download = f"{service.prefix}users/{quote(user['name'], safe='')}/kubeconfig" if config else None
+                    guides.append(pages.guide(told, service.hub_spawn, download))
                 return pages.row(user["name"], view, user.get("servers") or {}, service.prefix,
                                  self.is_admin and service.admin_actions, config is not None)
         rows = await asyncio.gather(*(one(u) for u in sorted(users, key=lambda u: u["name"])))
         flash = self.get_argument("message", "")
         title = "Virtual clusters" if self.is_admin else "Your virtual cluster"
-        self.render_page(title, pages.table(rows, self.is_admin and service.admin_actions, flash,
-                                            error=self.get_argument("error", "") == "1"))
+        self.render_page(title, "".join(guides) + pages.table(rows, self.is_admin and service.admin_actions, flash,
+                                                             error=self.get_argument("error", "") == "1"))
 
 
 class KubeconfigHandler(BaseHandler):
@@ -163,7 +180,9 @@ class KubeconfigHandler(BaseHandler):
                                        self.service.kubeconfig_secret_key)
         if config is None:
             self.render_page("Kubeconfig", "<div class='flash err'>The kubeconfig of this virtual cluster is "
-                             "not available (the virtual cluster is absent, or exports none).</div>", 404)
+                             "not available for download (the virtual cluster is absent, or exports none for an "
+                             "outside address). In your notebook's terminal, kubectl works as it is: KUBECONFIG "
+                             "is set there.</div>", 404)
             return
         self.set_header("Content-Type", "application/yaml")
         self.set_header("Content-Disposition", f'attachment; filename="kubeconfig-{quote(username, safe="")}.yaml"')
