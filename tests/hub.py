@@ -65,6 +65,8 @@ class Hub:
         (default: the emulation's; ``vcluster_real.chart()`` on a cluster running the real one)."""
         self.snippets = snippets
         self.chart = restart_of.chart if restart_of else chart
+        # a real control plane starts in 20-40 s alone, several at once on 2 cores take minutes
+        self.start_timeout = 240 if self.chart == CHART else 600
         self.workdir = workdir
         self.cluster = cluster
         self.kubeconfig = kubeconfig or (restart_of.kubeconfig if restart_of else cluster.admin_kubeconfig)
@@ -108,7 +110,7 @@ class Hub:
             c.VClusterSpawner.sleep_grace_period = 0
             c.VClusterSpawner.home_storage_class = "local-rwx"
             c.VClusterSpawner.user_kubeconfig_server_template = "https://{{cluster_ip}}:443"
-            c.VClusterSpawner.start_timeout = 240
+            c.VClusterSpawner.start_timeout = {self.start_timeout}
             c.VClusterSpawner.http_timeout = 90
         """) + textwrap.dedent(self.spawner_config)
             + (f"\nfrom vcluster_spawner.hubconfig import load_config_d\n"

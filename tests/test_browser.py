@@ -45,7 +45,6 @@ async def test_a_users_walk_through_the_hub_says_where_their_cluster_stands(real
     SHOTS.mkdir(parents=True, exist_ok=True)
     config = f'''
 c.VClusterSpawner.stop_action = "delete"
-c.VClusterSpawner.start_timeout = 600
 c.Authenticator.admin_users = {{"alice"}}
 c.VClusterHub.status_port = {free_port()}
 '''

@@ -1,5 +1,7 @@
 """VClusterSpawner end to end: real JupyterHub and proxy, the local cluster, the vCluster
-emulation and real jupyterhub-singleuser servers (pytest -m lifecycle)."""
+emulation and real jupyterhub-singleuser servers (pytest -m lifecycle). Dynamic mode's delete
+and re-create runs on the real vCluster 0.36.1; the rest on the emulation, for speed
+(docs/real-vcluster.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import pytest
 from kubernetes_asyncio import client
 
+import vcluster_real
 from localcluster.processes import wait_for
 
 from .helpers import gone
@@ -95,8 +98,12 @@ async def test_start_routes_to_the_notebook_in_the_vcluster_then_sleep_and_wake(
     await hub.stop_server("alice")
 
 
-async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(cluster, kube, tmp_path):
-    hub = await Hub(tmp_path / "hub", cluster).start()   # defaults: dynamic, stop action delete
+async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(real_cluster, real_kube, tmp_path):
+    """On the real vCluster: its release, data volume and exported kubeconfig go, and a start
+    creates it anew."""
+    kube = real_kube
+    # defaults: dynamic, stop action delete
+    hub = await Hub(tmp_path / "hub", real_cluster, chart=vcluster_real.chart(real_cluster.binaries)).start()
     try:
         await hub.add_user("dora")
         assert (await hub.start_server("dora"))[-1].get("ready"), hub.log_tail()

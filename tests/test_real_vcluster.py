@@ -126,8 +126,7 @@ async def test_a_users_notebook_runs_in_a_real_vcluster_and_keeps_its_home_acros
     it with the home directory as it was and a kubeconfig that works (upstream rotates
     certificates while running, since 0.34)."""
     chart = vcluster_real.chart(real_cluster.binaries)
-    hub = await Hub(tmp_path / "hub", real_cluster, 'c.VClusterSpawner.stop_action = "sleep"\n'
-                    'c.VClusterSpawner.start_timeout = 600\n', chart=chart).start()
+    hub = await Hub(tmp_path / "hub", real_cluster, 'c.VClusterSpawner.stop_action = "sleep"\n', chart=chart).start()
     try:
         await hub.add_user("rita")
         events = await hub.start_server("rita", timeout=600)

@@ -107,7 +107,7 @@ class World:
 @pytest.fixture(scope="module")
 async def world(real_cluster, real_kube, tmp_path_factory):
     hub = await Hub(tmp_path_factory.mktemp("security") / "hub", real_cluster,
-                    SLEEP_ON_STOP + PROFILES + "c.VClusterSpawner.start_timeout = 600\n",
+                    SLEEP_ON_STOP + PROFILES,
                     chart=vcluster_real.chart(real_cluster.binaries)).start()
     try:
         await asyncio.gather(started(hub, ATTACKER), started(hub, VICTIM))
