@@ -88,3 +88,12 @@ async def test_kubespawner_settings_that_cannot_work_are_refused_by_name(monkeyp
     user = SimpleNamespace(name="alice", id=1, url="/user/alice/", spawners={})
     with pytest.raises(TraitError, match=next(iter(setting))):
         VClusterSpawner(_mock=True, user=user, **setting)
+
+
+async def test_a_survival_notice_with_an_unknown_field_is_refused_at_start_up(monkeypatch):
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    user = SimpleNamespace(name="alice", id=1, url="/user/alice/", spawners={})
+    with pytest.raises(TraitError, match=r"survival_notice may use the fields \{home\} and \{cluster\} only"):
+        VClusterSpawner(_mock=True, user=user, survival_notice="Save your work in {homedir}.")
+    ok = VClusterSpawner(_mock=True, user=user, survival_notice="Save your work in {home}; {cluster} is wiped.")
+    assert ok.survival_notice.endswith("is wiped.")

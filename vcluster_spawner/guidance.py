@@ -60,29 +60,30 @@ def duration(seconds: float) -> str:
     return f"{int(seconds)} s"
 
 
-def _kept(policy: Policy) -> str:
+def _kept(policy: Policy) -> tuple[str, bool]:
+    """What lives outside the cluster, and whether that is more than one thing (the verb's number)."""
     parts = ([f"your home directory ({policy.home_mount_path})"] if policy.home_mount_path else []) + (
         ["your S3 storage"] if policy.s3 else [])
-    return " and ".join(parts)
+    return " and ".join(parts), len(parts) > 1
 
 
 def survival(policy: Policy, cluster: str) -> str:
     """One plain sentence on what survives a stop (the operator's wording when they set one)."""
     if policy.survival_notice:
         return policy.survival_notice.format(home=policy.home_mount_path or "", cluster=cluster)
-    kept = _kept(policy)
+    kept, plural = _kept(policy)
     if policy.ephemeral:
         if not kept:
             return (f"Nothing in {cluster} survives a stop: keep your work outside it (for example in a "
                     "git repository).")
-        return (f"Only {kept} survive{'s' if ' and ' not in kept else ''} a stop: everything else you create in "
+        return (f"Only {kept} survive{'' if plural else 's'} a stop: everything else you create in "
                 f"{cluster} (pods, services, secrets, installed charts, files outside your home) is deleted.")
     sentence = "Your virtual cluster keeps everything in it while it is stopped or asleep"
     if policy.delete_asleep_after:
         sentence += (f", until it has been asleep for {duration(policy.delete_asleep_after)}: then it is deleted"
-                     + (f" and only {kept} remain{'s' if ' and ' not in kept else ''}" if kept else ""))
+                     + (f" and only {kept} remain{'' if plural else 's'}" if kept else ""))
     elif kept:
-        sentence += f"; {kept} {'is' if ' and ' not in kept else 'are'} kept in any case"
+        sentence += f"; {kept} {'are' if plural else 'is'} kept in any case"
     return sentence + "."
 
 

@@ -405,6 +405,16 @@ class VClusterSpawner(KubeSpawner):
             raise TraitError(f"hub_service_account must be \"namespace/name\", got {value!r}")
         return value
 
+    @validate("survival_notice")
+    def _validate_survival_notice(self, proposal):
+        # an unknown field would break every page that shows the notice; say so at start-up
+        try:
+            proposal["value"].format(home="/home/jovyan", cluster="vc-x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise TraitError(f"survival_notice may use the fields {{home}} and {{cluster}} only; "
+                             f"{proposal['value']!r} fails: {e!r}") from None
+        return proposal["value"]
+
     @default("working_dir")
     def _default_working_dir(self):
         return self.home_mount_path if self.home_enabled else None
