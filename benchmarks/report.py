@@ -6,8 +6,10 @@ from pathlib import Path
 
 from .apimetrics import VERBS, WRITE_VERBS
 
-KINDS = ("cold", "wake", "warm", "kubespawner")
-LABELS = {"cold": "cold (create)", "wake": "wake (asleep)", "warm": "warm (running)", "kubespawner": "plain KubeSpawner"}
+KINDS = ("cold", "wake", "warm", "kubespawner", "pool", "wake-ahead", "warm-interleaved")
+LABELS = {"cold": "cold (create)", "wake": "wake (asleep)", "warm": "warm (running)", "kubespawner": "plain KubeSpawner",
+          "pool": "first start, warm pool", "wake-ahead": "wake-ahead (spawn page)",
+          "warm-interleaved": "warm (interleaved with the two before)"}
 MiB = 1024 * 1024
 
 

@@ -83,21 +83,21 @@ class Spawn:
         return d
 
 
-async def spawn(hub: Hub, user: str, timeout: float) -> Spawn:
-    """Start ``user``'s server as the spawn page does (POST, then the progress event stream),
-    then wait until the notebook itself answers through the proxy."""
+async def spawn(hub: Hub, user: str, timeout: float, options: dict | None = None) -> Spawn:
+    """Start ``user``'s server as the spawn page does (POST with the form's ``options``, then
+    the progress event stream), then wait until the notebook itself answers through the proxy."""
     requested = time.time()
     result = Spawn(user, False, requested)
     try:
-        await asyncio.wait_for(_start_and_answer(hub, user, timeout), timeout)
+        await asyncio.wait_for(_start_and_answer(hub, user, timeout, options or {}), timeout)
         result.ok, result.total = True, time.time() - requested
     except Exception as e:  # a failed spawn is a result, counted in the success rate
         result.error = f"{type(e).__name__}: {e}"[:500]
     return result
 
 
-async def _start_and_answer(hub: Hub, user: str, timeout: float) -> None:
-    post = asyncio.ensure_future(hub.api("POST", f"/users/{user}/server", {}, timeout=timeout))
+async def _start_and_answer(hub: Hub, user: str, timeout: float, options: dict) -> None:
+    post = asyncio.ensure_future(hub.api("POST", f"/users/{user}/server", options, timeout=timeout))
 
     async def pending_or_done():
         if post.done():

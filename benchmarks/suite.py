@@ -19,7 +19,9 @@ from kubernetes_asyncio.client.rest import ApiException
 
 import vcluster_real
 from localcluster import ClusterState
+from localcluster.processes import wait_for
 from tests.hub import NOTEBOOK_IMAGE, Hub
+from vcluster_spawner.pool import POOL_MEMBER, POOL_READY
 from vcluster_spawner.vcluster import Ref
 
 from . import stats
@@ -66,6 +68,22 @@ SEQUENTIAL = {
 }
 
 
+# First starts with a warm pool, starts after the spawn page woke the vCluster, and warm starts,
+# interleaved run by run in one hub (profiles set the stop action), so that the machine's load
+# drift hits all three alike; the hub runs the lifecycle service, which keeps the pool
+FIRST_STARTS = VCLUSTER_VALUES + """
+c.VClusterSpawner.profile_list = [
+    {"display_name": "Warm", "slug": "warm", "default": True, "kubespawner_override": {"stop_action": "none"}},
+    {"display_name": "Pool", "slug": "pool", "kubespawner_override": {"stop_action": "delete", "warm_pool_size": 1}},
+    {"display_name": "Wake-ahead", "slug": "wake-ahead", "kubespawner_override": {"stop_action": "sleep"}},
+]
+c.VClusterSpawner.wake_ahead_timeout = 300
+c.VClusterHub.lifecycle_pool_interval = 2
+"""
+FIRST_START_KINDS = {"pool": "delete", "wake-ahead": "sleep", "warm-interleaved": "pod only"}
+SPAWN_PAGE_SECONDS = 10   # the user reads the spawn page this long before starting
+
+
 def vcluster_of(user: str) -> Ref:
     return Ref(f"vc-{user}", f"vc-{user}")   # the default templates, for simple usernames
 
@@ -96,11 +114,11 @@ class Bench:
     def api_port(self) -> int:
         return urlparse(self.cluster.server).port
 
-    async def hub(self, name: str, config: str) -> Hub:
+    async def hub(self, name: str, config: str, snippets: tuple[str, ...] = ()) -> Hub:
         config += f"\nc.VClusterSpawner.helm_binary = {str(self.helm_binary)!r}\n"
         if self.settings.vcluster == "real":   # upstream's chart, packaged from its module
             config += f"c.VClusterSpawner.vcluster_chart = {str(vcluster_real.chart(self.cluster.binaries))!r}\n"
-        return await Hub(self.workdir / name, self.hub_cluster, config).start()
+        return await Hub(self.workdir / name, self.hub_cluster, config, snippets=snippets).start()
 
     async def remove_users(self, hub: Hub, users: list[str], always: bool = False) -> None:
         """``always``: a vCluster left running (warm) would take CPU from later scenarios."""
@@ -110,12 +128,15 @@ class Bench:
                                  return_exceptions=True)
 
 
-async def measured_spawn(bench: Bench, hub: Hub, user: str, kind: str) -> dict:
+async def measured_spawn(bench: Bench, hub: Hub, user: str, kind: str, options: dict | None = None,
+                         vcluster: Ref | None = None) -> dict:
+    """``vcluster``: where the user's vCluster will be (a warm pool member), if not the template's."""
+    vcluster = vcluster or vcluster_of(user)
     ns, prefix = ((PLAIN_NAMESPACE, f"jupyter-{user}") if kind == "kubespawner"
-                  else (vcluster_of(user).namespace, f"jupyter-{user}-x-default-x-"))
+                  else (vcluster.namespace, f"jupyter-{user}-x-default-x-"))
     before = await bench.metrics.snapshot()
-    async with Observer(bench.kube, ns, prefix, None if kind == "kubespawner" else vcluster_of(user)) as observer:
-        result = await spawn(hub, user, bench.settings.spawn_timeout)
+    async with Observer(bench.kube, ns, prefix, None if kind == "kubespawner" else vcluster) as observer:
+        result = await spawn(hub, user, bench.settings.spawn_timeout, options)
     after = await bench.metrics.snapshot()
     result.instants = {**hub_instants(hub.log_path, user, result.requested)[0], **observer.instants}
     return {**result.as_dict(PHASES), "api": after.minus(before)}
@@ -164,6 +185,87 @@ async def sequential(bench: Bench, kind: str, log=print) -> dict:
     if kind == "warm":
         out["hub_idle"] = spawns_idle
     return out
+
+
+async def first_starts(bench: Bench, log=print) -> dict:
+    """Per run: a new user's first start with a warm pool (claims the oldest ready member), a
+    start of an asleep vCluster ``SPAWN_PAGE_SECONDS`` after the user opened the spawn page
+    (woken ahead), and a warm start; each stopped after its measurement."""
+    hub = await bench.hub("first-starts", FIRST_STARTS, ("10-vcluster-spawner.py", "40-lifecycle-service.py"))
+    core = client.CoreV1Api(bench.kube)
+    out = {kind: {"stop_action": does, "spawns": [], "stops": []} for kind, does in FIRST_START_KINDS.items()}
+    browser = None
+    try:
+        for user, profile in (("bfwarm", "warm"), ("bfwake", "wake-ahead")):   # their first spawns, unmeasured
+            await hub.add_user(user)
+            first = await spawn(hub, user, bench.settings.spawn_timeout, {"profile": profile})
+            if not first.ok:
+                raise RuntimeError(f"first spawn of {user} failed: {first.error}\n{hub.log_tail()}")
+            await stop(hub, user)
+        browser = await hub.login("bfwake")
+        for i in range(bench.settings.runs):
+            member = await ready_member(core, bench.settings.spawn_timeout)
+            user = f"bfpool{i}"
+            await hub.add_user(user)
+            runs = {"pool": (user, {"profile": "pool"}, member), "warm-interleaved": ("bfwarm", {"profile": "warm"}, None)}
+            for kind in ("pool", "wake-ahead", "warm-interleaved"):
+                if kind == "wake-ahead":
+                    await vcluster_asleep(bench, vcluster_of("bfwake"))
+                    async with browser.get(f"{hub.url}/hub/spawn") as r:   # the form: the spawner wakes it
+                        assert r.status == 200, r.status
+                    await asyncio.sleep(SPAWN_PAGE_SECONDS)
+                    target = ("bfwake", {"profile": "wake-ahead"}, None)
+                else:
+                    target = runs[kind]
+                s = await measured_spawn(bench, hub, target[0], kind, target[1], target[2])
+                out[kind]["spawns"].append(s)
+                log(f"  {kind} {i + 1}/{bench.settings.runs}: "
+                    f"{format(s['total'], '.2f') + ' s' if s['ok'] else s['error']}")
+                out[kind]["stops"].append(await measured_stop(bench, hub, target[0]))
+            await hub.api("DELETE", f"/users/{user}", timeout=300)
+        await bench.remove_users(hub, ["bfwarm", "bfwake"], always=True)
+    finally:
+        if browser is not None:
+            await browser.close()
+        await hub.stop()
+        await remove_pool(bench)
+    for kind in out.values():
+        kind["summary"] = summarize(kind["spawns"], kind["stops"])
+    return out
+
+
+async def ready_member(core: client.CoreV1Api, timeout: float) -> Ref:
+    """The warm pool member the next claim takes: the oldest ready one."""
+    async def oldest():
+        namespaces = (await core.list_namespace(label_selector=f"{POOL_MEMBER}=true,{POOL_READY}=true")).items
+        live = sorted((ns for ns in namespaces if not ns.metadata.deletion_timestamp),
+                      key=lambda ns: ns.metadata.creation_timestamp)
+        return live and Ref(live[0].metadata.name, live[0].metadata.name)
+    return await wait_for(oldest, timeout=timeout, interval=0.5, what="a ready warm pool member")
+
+
+async def vcluster_asleep(bench: Bench, ref: Ref) -> None:
+    apps = client.AppsV1Api(bench.kube)
+
+    async def asleep():
+        sts = await apps.read_namespaced_stateful_set(ref.name, ref.namespace)
+        return sts.spec.replicas == 0 and not (sts.status.replicas or 0)
+    await wait_for(asleep, timeout=300, interval=0.5, what=f"{ref} asleep")
+
+
+async def remove_pool(bench: Bench) -> None:
+    """The members left unclaimed when the hub (and its lifecycle service) stopped."""
+    core = client.CoreV1Api(bench.kube)
+    for ns in (await core.list_namespace(label_selector=f"{POOL_MEMBER}=true")).items:
+        proc = await asyncio.create_subprocess_exec(str(bench.helm_binary), "uninstall", ns.metadata.name, "-n",
+                                                    ns.metadata.name, "--wait", stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+        try:
+            await core.delete_namespace(ns.metadata.name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
 
 async def idle_cost(bench: Bench, hub: Hub) -> dict:

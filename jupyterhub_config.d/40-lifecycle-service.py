@@ -8,7 +8,8 @@ without a server past the grace period (drift), deletion of vClusters asleep lon
 Settings (``c.VClusterHub.*``, set before this file is loaded): ``lifecycle_interval`` seconds
 (default 60), ``lifecycle_delete_asleep_after`` seconds (default 604800, 0 = never),
 ``lifecycle_delete_in_static_mode`` (default False), ``lifecycle_grace_period`` seconds (default:
-the spawner's grace period plus the interval). It reads the hub's own configuration file for the
+the spawner's grace period plus the interval), ``lifecycle_pool_interval`` seconds between two
+passes over the warm pools (default 10; the pools are the spawner's ``warm_pool_size``). It reads the hub's own configuration file for the
 spawner settings and talks to the host cluster with the hub's credentials (in-cluster service
 account, or the KUBECONFIG the hub has).
 """
@@ -25,6 +26,8 @@ _command = [sys.executable, "-m", "vcluster_spawner.services.lifecycle", f"--hub
             f"--delete-asleep-after={float(_hub.get('lifecycle_delete_asleep_after', 7 * 24 * 3600))}"]
 if "lifecycle_grace_period" in _hub:
     _command.append(f"--grace-period={float(_hub.lifecycle_grace_period)}")
+if "lifecycle_pool_interval" in _hub:
+    _command.append(f"--pool-interval={float(_hub.lifecycle_pool_interval)}")
 if _hub.get("lifecycle_delete_in_static_mode", False):
     _command.append("--delete-asleep-in-static-mode")
 

@@ -126,3 +126,29 @@ def test_the_users_guide_offers_the_action_of_the_state_and_escapes_everything()
     assert "href='/s/users/x/kubeconfig'" in starting
     working = guide(guidance("vc-x", "running", policy, now=before(0), server_active=True), "/hub/spawn", None)
     assert "<a class=button" not in working and "Use it from your notebook&#x27;s terminal" in working
+
+
+async def test_the_services_act_on_the_profile_the_user_last_started_with(monkeypatch):
+    """A profile's stop_action (and warm pool) is the one the lifecycle service applies: the
+    hub's REST API gives each server's user_options; the most recently active server's win."""
+    import kubespawner.spawner
+
+    from vcluster_spawner.services.common import Spawners, last_options
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    config = Config()
+    config.VClusterSpawner.profile_list = [
+        {"display_name": "Kept", "slug": "kept", "default": True, "kubespawner_override": {"stop_action": "none"}},
+        {"display_name": "Pooled", "slug": "pooled", "kubespawner_override": {"warm_pool_size": 2}}]
+    user = {"name": "ann", "servers": {
+        "": {"last_activity": ago(600), "user_options": {"profile": "pooled"}},
+        "b": {"last_activity": ago(5), "user_options": {"profile": "kept"}},
+        "c": {"last_activity": ago(1), "user_options": {}}}}
+    assert last_options(user) == {"profile": "kept"}
+    spawners = Spawners(config)
+    kept = await spawners(user)
+    assert kept.effective_stop_action == "none" and await spawners(user) is kept
+    user["servers"]["b"]["last_activity"] = ago(900)
+    pooled = await spawners(user)
+    assert pooled.warm_pool_size == 2 and pooled.effective_stop_action == "delete"
+    gone = await spawners({"name": "bob", "servers": {"": {"user_options": {"profile": "removed"}}}})
+    assert gone.effective_stop_action == "delete" and gone.warm_pool_size == 0

@@ -94,7 +94,7 @@ def settings(ops: FakeOps, *, mode="dynamic", values=None, home=True):
         namespace_labels=lambda: {}, chart="vcluster 0.36.1",
         effective_values=lambda: with_hash(values or {"a": 1}, "vcluster 0.36.1"),
         rendered_namespace_objects=lambda: [], helm_timeout=60, vcluster_ready_timeout=60,
-        home_enabled=home, homes=homes, home_spec=None, home_bind_timeout=60)
+        home_enabled=home, homes=homes, home_spec=None, home_bind_timeout=60, warm_pool_size=0)
 
 
 def reports():

@@ -164,6 +164,23 @@ class HomeVolumes:
                     HOME_NAMESPACE_LABEL: None, RETIRED_HOME_LABEL: ref.namespace}}})
                 log.info("home volume %s of removed user %s kept and retired", pv["metadata"]["name"], owner.describe())
 
+    async def move(self, spec: HomeSpec, source: Ref, target: Ref, owner: Owner, timeout: float) -> str | None:
+        """The user's vCluster moved from ``source`` (whose vCluster is gone) to ``target`` (a
+        warm pool member): their home volume is labelled for ``target`` once the host claim in
+        ``source`` is gone (helm uninstall garbage-collects it, S§2.6; a volume never has two
+        claims), and ``ensure`` then reserves it for ``target``'s claim. Returns the volume's
+        name; None when ``source`` has none (a first start, or moved already)."""
+        pv = await self.find(source, owner)
+        if pv is None:
+            return None
+        claim = home_host_claim_name(spec, source)
+        await poll_until(lambda: _gone(self.core, claim, source.namespace), timeout,
+                         f"your home volume is still held by {source.namespace}/{claim}; try again in a minute")
+        name = pv["metadata"]["name"]
+        await self.core.patch_persistent_volume(name, {"metadata": {"labels": {HOME_NAMESPACE_LABEL: target.namespace}}})
+        log.info("home volume %s of %s moved from %s to %s", name, owner.describe(), source.namespace, target.namespace)
+        return name
+
     async def ensure(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float, report=lambda msg: None) -> dict:
         """The user's home PV, provisioned on first use, owned (Retain, owner recorded) and
         pointed at ``h(home)`` with no stale uid. Safe to repeat after a crash at any step."""

@@ -19,7 +19,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .metrics import pool_start
 from .ownership import Owner
+from .pool import WarmPool
 from .vcluster import NotOwned, Ref, State, Status, VClusterError, VClusterOps, VirtualClient, ignoring, values_hash_of
 
 if TYPE_CHECKING:   # the spawner is the settings: its traits are the configuration
@@ -77,6 +79,8 @@ class VClusterLifecycle:
         state after that; ``wait_ready`` waits for it to serve."""
         s, ref, ops = self.settings, self.ref, self.ops
         dynamic = s.vcluster_mode == "dynamic"
+        if dynamic:
+            await self.take_from_pool(report)
         # first of all: nothing of a namespace that is not this user's is read or touched
         await self.ensure_namespace(create=dynamic)
         # before the state is read: a sleep or delete decided elsewhere on the state before this
@@ -102,6 +106,47 @@ class VClusterLifecycle:
         elif status.state == State.RUNNING:
             report(40, f"Your virtual cluster {ref.name} is running")
         return status
+
+    async def take_from_pool(self, report: Report = _quiet) -> None:
+        """Dynamic mode, when the user's vCluster does not exist: switch to a warm pool member
+        (pool.py), the user's own first if a start claimed one before and was interrupted, else
+        a free one of this start's pool key. Their home volume comes along and the namespace
+        left behind (the user's, without a vCluster) is deleted. No member: nothing changes and
+        the start creates the vCluster, saying why."""
+        s, ops = self.settings, self.ops
+        if s.warm_pool_size <= 0:
+            return
+        status = await ops.status(self.ref)
+        if status.state != State.ABSENT or status.deleting:
+            return   # the user's vCluster exists: it is used (woken, upgraded) as always
+        warm = WarmPool(ops)
+        for ref in await warm.claimed_by(self.owner):
+            if ref != self.ref and (await ops.status(ref)).state != State.ABSENT:
+                pool_start("resumed")
+                await self._switch(ref, report, f"Found your virtual cluster {ref.name}")
+                return
+        refusal = s.pool_refusal()
+        if refusal:
+            pool_start("miss", "setting")
+            report(9, f"Creating your virtual cluster: {refusal}")
+            return
+        member = await warm.claim(s.pool_key(), self.owner, s.namespace_labels())
+        if member is None:
+            pool_start("miss", "empty")
+            report(9, "No warm virtual cluster is free for your profile right now; creating yours (this takes longer)")
+            return
+        pool_start("claimed")
+        await self._switch(member, report, f"Your virtual cluster {member.name} comes ready from the warm pool")
+
+    async def _switch(self, ref: Ref, report: Report, message: str) -> None:
+        previous, s = self.ref, self.settings
+        s.use_vcluster(ref)
+        report(10, message)
+        if await self.ops.owns_namespace(previous, self.owner):   # the user's, and without a vCluster
+            if s.home_enabled:
+                await s.homes.move(s.home_spec, previous, ref, self.owner, s.home_bind_timeout)
+            await ignoring(self.ops.core.delete_namespace(previous.namespace), 404)
+            log.info("%s moved from %s to %s", self.owner.describe(), previous, ref)
 
     async def wait_ready(self, virtual: VirtualClient, report: Report = _quiet) -> None:
         steps = {"control-plane": (40, "Control plane is up; waiting for its API"),

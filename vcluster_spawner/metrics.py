@@ -10,6 +10,12 @@ and appear next to the hub's own. They are collected in the process that runs th
 - ``vcluster_spawner_operations_total{operation,result}``: attempts, result success/failure.
 - ``vcluster_spawner_vclusters{state}``: vClusters last seen by this hub in each state
   (running, starting, asleep, error); absent ones are not counted.
+- ``vcluster_spawner_warm_pool_starts_total{result,reason}``: dynamic-mode starts that found no
+  vCluster: claimed from the warm pool, resumed, or missed (and why).
+- ``vcluster_spawner_wake_ahead_total{outcome}``: wakes ahead of a start and what became of them.
+
+The pool's own gauges (members, ready, age) come from the lifecycle service, which keeps the
+pool, on the status page's ``/metrics`` (services/status.py).
 """
 
 from __future__ import annotations
@@ -30,6 +36,26 @@ DURATION = Histogram(
 ATTEMPTS = Counter(
     "vcluster_spawner_operations_total", "vCluster operations by result (success, failure)",
     ["operation", "result"])
+
+POOL_STARTS = Counter(
+    "vcluster_spawner_warm_pool_starts_total",
+    "Dynamic-mode starts without a vCluster, by result: claimed (a warm pool member), resumed (a member "
+    "claimed for the user before), miss (created cold; reason: empty pool, or a setting a member cannot have)",
+    ["result", "reason"])
+WAKE_AHEAD = Counter(
+    "vcluster_spawner_wake_ahead_total",
+    "vCluster wakes ahead of a start (spawn page opened), by outcome: woken, used (a start followed), "
+    "slept (put back to sleep after wake_ahead_timeout)",
+    ["outcome"])
+
+
+def pool_start(result: str, reason: str = "") -> None:
+    POOL_STARTS.labels(result, reason).inc()
+
+
+def wake_ahead(outcome: str) -> None:
+    WAKE_AHEAD.labels(outcome).inc()
+
 
 # Ref -> last known state name; module level because a spawner builds a new ops object per use
 _states: dict[Ref, str] = {}

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextvars
 import inspect
+import re
 from typing import NamedTuple
 
 from jupyterhub.utils import isoformat
@@ -25,13 +26,13 @@ from kubespawner.spawner import EventReflector, PodReflector
 from kubespawner.utils import recursive_format
 from traitlets import Bool, Callable, Dict, Enum, Float, Integer, List, TraitError, Unicode, Union, default, validate
 
-from . import credentials, names
+from . import credentials, names, pool
 from .credentials import NotebookAccess, checked_s3_values, encode, ensure_service_account, user_kubeconfig
 from .helm import ChartRef, Helm, HelmError
 from .home import HomeSpec, HomeVolumes, validate_access_modes
 from .hostview import VirtualPodView, host_pod_events
 from .lifecycle import VClusterLifecycle
-from .metrics import MeteredOps
+from .metrics import MeteredOps, wake_ahead
 from .notebook import add_wiring, cluster_wiring, home_wiring, merge_wiring
 from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_labels
 from .translate import host_name
@@ -48,6 +49,7 @@ from .vcluster import (
     container_failure,
     ignoring,
     read_or_none,
+    values_hash_of,
 )
 from .watches import WatchedEvents, WatchedPods, WatchLost
 
@@ -81,6 +83,8 @@ class VClusterSpawner(KubeSpawner):
     reflectors: dict = {}
     _locks: dict[Ref, asyncio.Lock] = {}
     _stop_actions: dict[Ref, asyncio.Task] = {}
+    _wake_aheads: dict[Ref, asyncio.Task] = {}   # back to sleep after wake_ahead_timeout, unless started
+    _woken_ahead: set[Ref] = set()               # woken ahead, no start yet
     _background: set[asyncio.Task] = set()   # strong references: the loop keeps only weak ones
     _helm: Helm | None = None
 
@@ -238,6 +242,34 @@ class VClusterSpawner(KubeSpawner):
         True, config=True,
         help="""Delete the user's host namespace, with everything vCluster synced into it, when the
         user (or their last server) is removed from the hub. Default: True.""",
+    )
+
+    # ---- warm pool and wake-ahead (docs/hub.md "Warm pool and wake-ahead") ---------------------
+
+    warm_pool_size = Integer(
+        0, config=True,
+        help="""Dynamic mode: how many ready, never-used vClusters the lifecycle service keeps for
+        starts that have none (a first start, or a start after the stop action deleted the
+        user's), so that they start as fast as a warm one. Per profile: a profile sets its own
+        through ``kubespawner_override: {warm_pool_size: N}`` (profiles that change
+        ``vcluster_values`` need pools of their own; profiles with the same values share one).
+        Each member is a running control plane (its memory is in docs/install.md). A start finds
+        the pool empty or has a setting a member cannot have (``external_api_host_template``):
+        it creates the vCluster as without a pool and says so. Default: 0 (no pool).""",
+    )
+    warm_pool_prefix = Unicode(
+        "vc-pool-", config=True,
+        help="""Name of a warm pool member's host namespace and vCluster: this prefix and 10 random
+        hex digits (no user's name: a member is anyone's until claimed). It stays the user's
+        vCluster's name after the claim. At most 43 characters. Default: "vc-pool-".""",
+    )
+    wake_ahead_timeout = Float(
+        120.0, config=True,
+        help="""Seconds a vCluster woken ahead stays awake without a start. When a user whose
+        vCluster is asleep opens the spawn page (the hub asks for the server options form), the
+        spawner wakes it in the background, so that its control plane starts while the user
+        chooses a profile; if no server starts within this time it is put back to sleep (unless
+        a start claimed it meanwhile). 0 disables waking ahead. Default: 120.""",
     )
 
     # ---- home storage (docs/architecture.md "Home storage") ----------------------------------
@@ -405,6 +437,15 @@ class VClusterSpawner(KubeSpawner):
             raise TraitError(f"hub_service_account must be \"namespace/name\", got {value!r}")
         return value
 
+    @validate("warm_pool_prefix")
+    def _validate_warm_pool_prefix(self, proposal):
+        value = proposal["value"]
+        if not re.fullmatch(r"[a-z][-a-z0-9]{0,42}", value) or len(value) > 43:
+            raise TraitError(f"warm_pool_prefix must be lower-case letters, digits and '-', start with a letter and "
+                             f"be at most 43 characters (10 hex digits follow; a vCluster name has at most 53): "
+                             f"{value!r}")
+        return value
+
     @validate("survival_notice")
     def _validate_survival_notice(self, proposal):
         # an unknown field would break every page that shows the notice; say so at start-up
@@ -559,6 +600,49 @@ class VClusterSpawner(KubeSpawner):
                 events = events[uids.index(last) + 1:]
         return events
 
+    # ---- waking ahead of the start -----------------------------------------------------------
+
+    async def get_options_form(self):
+        """The spawn page asks for the form: the user is about to start, so an asleep vCluster
+        starts waking now, while the user chooses (in the background: the page is not held up)."""
+        form = await super().get_options_form()
+        if form and self.wake_ahead_timeout > 0 and self.vcluster is not None and not self.active \
+                and self.vcluster not in self._wake_aheads:
+            self._wake_aheads[self.vcluster] = asyncio.ensure_future(self._wake_ahead(self.vcluster))
+        return form
+
+    async def _wake_ahead(self, ref: Ref) -> None:
+        """Wake ``ref`` if it is asleep; put it back to sleep after ``wake_ahead_timeout`` unless
+        a start claimed it since (the claim fence: the start's ``STARTING_AT`` makes this sleep
+        ``Superseded``, and the start cancels this task when it takes the lock)."""
+        try:
+            async with self._lock():
+                if (await self.ops.status(ref)).state != State.ASLEEP:
+                    return
+                woken = await self.ops.claim(ref, ahead=True)   # a lifecycle-service decision made before loses
+                self.log.info("%s: waking vCluster %s ahead of the start", self._log_name, ref)
+                await self.ops.wake(ref)
+                self._woken_ahead.add(ref)
+                wake_ahead("woken")
+            await asyncio.sleep(self.wake_ahead_timeout)
+            async with self._lock():
+                if any(s.active for s in self.user.spawners.values()):
+                    return
+                self.log.info("%s: no server started within %.0f s of waking vCluster %s; back to sleep",
+                              self._log_name, self.wake_ahead_timeout, ref)
+                self._woken_ahead.discard(ref)
+                await self.lifecycle.sleep(decided_on=woken)
+                wake_ahead("slept")
+        except Superseded as e:   # a start (this hub's after a restart, another hub's, the CLI) took it
+            self.log.info("%s: %s", self._log_name, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("%s: waking vCluster %s ahead of the start failed", self._log_name, ref)
+        finally:
+            if self._wake_aheads.get(ref) is asyncio.current_task():
+                del self._wake_aheads[ref]
+
     # ---- options ---------------------------------------------------------------------------
 
     async def load_user_options(self):
@@ -588,10 +672,35 @@ class VClusterSpawner(KubeSpawner):
 
     def effective_values(self) -> dict:
         """The helm values of the user's vCluster, carrying their hash to its StatefulSet."""
+        return self.values_for(self.vcluster, external_host=self.external_api_host)
+
+    def values_for(self, ref: Ref, external_host: str = "") -> dict:
+        """The helm values of a vCluster at ``ref`` with these settings (a warm pool member's
+        are a user's, for its own namespace)."""
         return with_hash(vcluster_values(self.vcluster_values, computed_values(
-            self.vcluster.name, self.vcluster.namespace, self.virtual_namespace, external_host=self.external_api_host,
+            ref.name, ref.namespace, self.virtual_namespace, external_host=external_host,
             external_context=self.user.name, sync_service_accounts=self.sync_service_accounts_to_host,
             pod_security_level=self.pod_security_level)), str(self.chart))
+
+    def pool_key(self) -> str:
+        """Which warm pool members fit a start with these settings (pool.py): the values hash
+        for a placeholder namespace, so only the values' own content tells pools apart."""
+        return values_hash_of(self.values_for(pool.PLACEHOLDER))
+
+    def pool_refusal(self) -> str | None:
+        """Why this start cannot take a warm pool member, in the user's words; None: it can."""
+        if self.vcluster_mode != "dynamic" or self.warm_pool_size <= 0:
+            return "no warm pool is configured for this profile"
+        if self.external_api_host_template:
+            return ("your virtual cluster has its own public address (external_api_host_template), which a warm one "
+                    "cannot have")
+        return None
+
+    def use_vcluster(self, ref: Ref) -> None:
+        """From now on the user's vCluster is ``ref`` (a warm pool member, claimed); saved in
+        the server's state at the end of the start."""
+        self.vcluster = ref
+        self._virtual = None
 
     @property
     def external_api_host(self) -> str:
@@ -663,6 +772,12 @@ class VClusterSpawner(KubeSpawner):
             pending = self._stop_actions.pop(self.vcluster, None)
             if pending:
                 pending.cancel()
+            waiting = self._wake_aheads.pop(self.vcluster, None)
+            if waiting:
+                waiting.cancel()
+            if self.vcluster in self._woken_ahead:
+                self._woken_ahead.discard(self.vcluster)
+                wake_ahead("used")
             lifecycle = self.lifecycle
             await lifecycle.bring_up(self._phase)
             # the host side of the notebook's prerequisites does not need the vCluster: it is

@@ -44,6 +44,9 @@ VALUES_HASH = "hub.jupyter.org/values-hash"
 # written with the conditional pause that begins a delete: the uids of the control plane's data
 # volumes it will delete (only those: a cluster re-created meanwhile has new ones)
 DELETING = "hub.jupyter.org/deleting"
+# written by a wake ahead of a start (the spawn page was opened), removed by the start's claim:
+# the status page shows a vCluster awake for a start that has not come (yet)
+WOKEN_AHEAD = "hub.jupyter.org/woken-ahead-at"
 
 log = logging.getLogger("vcluster_spawner.vcluster")
 
@@ -85,6 +88,7 @@ class Status:
     claimed: str | None = None     # its claim (STARTING_AT) when read: a sleep or delete needs it unchanged
     values_hash: str | None = None  # of the values it was installed with (VALUES_HASH)
     deleting: bool = False          # a delete was decided and marked (DELETING) and may be under way
+    woken_ahead: str | None = None  # when a wake ahead of a start woke it, until a start claims it
 
 
 def status_of(sts: dict | None) -> Status:
@@ -95,7 +99,7 @@ def status_of(sts: dict | None) -> Status:
     metadata, spec, status = sts["metadata"], sts.get("spec") or {}, sts.get("status") or {}
     annotations, version = metadata.get("annotations") or {}, metadata.get("resourceVersion")
     common = {"version": version, "claimed": annotations.get(STARTING_AT), "values_hash": annotations.get(VALUES_HASH),
-              "deleting": DELETING in annotations}
+              "deleting": DELETING in annotations, "woken_ahead": annotations.get(WOKEN_AHEAD)}
     if annotations.get(PAUSED) == "true" or not spec.get("replicas"):
         return Status(State.ASLEEP, annotations.get(PAUSED_DATE), **common)
     ready = (status.get("readyReplicas") or 0) >= 1
@@ -220,13 +224,16 @@ class VClusterOps:
         pod = pods.resources.get(f"{ref.namespace}/{ref.name}-0")
         return status_of(statefulsets.resources.get(statefulset_key(ref))), pod and pod["metadata"]["creationTimestamp"]
 
-    async def claim(self, ref: Ref) -> Status:
+    async def claim(self, ref: Ref, *, ahead: bool = False) -> Status:
         """Mark the vCluster as being started (annotation ``STARTING_AT``) and return its state
         as marked: a sleep or delete decided before (on an older resourceVersion) now fails its
-        conditional write. No StatefulSet yet: nothing to mark (absent)."""
+        conditional write. No StatefulSet yet: nothing to mark (absent). ``ahead``: a wake
+        ahead of a start (``WOKEN_AHEAD``), which a start's own claim removes."""
+        now = _now()
         try:
             sts = await self.apps.patch_namespaced_stateful_set(
-                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now()}}})
+                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: now,
+                                                                       WOKEN_AHEAD: now if ahead else None}}})
         except ApiException as e:
             if e.status == 404:
                 return Status(State.ABSENT)
@@ -265,7 +272,7 @@ class VClusterOps:
         if repair:
             await self.core.patch_namespace(ref.namespace, repair)
         if hub_binding:
-            await self._ensure_hub_binding(ref, hub_binding)
+            await self.ensure_hub_binding(ref, hub_binding)
 
     async def owns_namespace(self, ref: Ref, owner: Owner) -> bool | None:
         """Does the namespace record ``owner``? None when it does not exist."""
@@ -274,7 +281,7 @@ class VClusterOps:
             return None
         return owner.owns(namespace.metadata.annotations)
 
-    async def _ensure_hub_binding(self, ref: Ref, binding: dict) -> None:
+    async def ensure_hub_binding(self, ref: Ref, binding: dict) -> None:
         """Asked of the authorizer (a SelfSubjectAccessReview, which anyone may make): before the
         binding exists the hub cannot even read RoleBindings there."""
         authorization = client.AuthorizationV1Api(self.core.api_client)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,8 @@ from traitlets import Unicode, default
 from traitlets.config import Application, Config, PyFileConfigLoader
 
 from ..vcluster import Ref
+
+log = logging.getLogger("vcluster_spawner.services")
 
 
 class HubService(Application):
@@ -89,19 +92,36 @@ def spawner_for(config: Config, user: dict):
 
 
 class Spawners:
-    """One never-started spawner per user and saved vCluster (``spawner_for``), built once:
-    KubeSpawner's constructor reads the kube config synchronously (a short file read, once per
-    user and process)."""
+    """One never-started spawner per user, saved vCluster and profile (``spawner_for``), built
+    once: KubeSpawner's constructor reads the kube config synchronously (a short file read, once
+    per user and process). The profile the user last started with is applied (``last_options``),
+    so a profile's own settings (its ``stop_action``, say) are the ones the service acts on."""
 
     def __init__(self, config: Config):
         self.config = config
         self._built: dict = {}
 
-    def __call__(self, user: dict):
-        key = (user["name"], saved_ref(user))
+    async def __call__(self, user: dict):
+        options = last_options(user)
+        key = (user["name"], saved_ref(user), json.dumps(options, sort_keys=True))
         if key not in self._built:
-            self._built[key] = spawner_for(self.config, user)
+            spawner = spawner_for(self.config, user)
+            if options:
+                spawner.user_options = options
+                try:
+                    await spawner.load_user_options()
+                except Exception as e:   # a profile since removed from the configuration
+                    log.warning("user %s: the options of their last start no longer apply (%s); using the "
+                                "spawner's settings without a profile", user["name"], e)
+                    spawner = spawner_for(self.config, user)
+            self._built[key] = spawner
         return self._built[key]
+
+
+def last_options(user: dict) -> dict:
+    """The options (profile) of the user's most recently active server, {} when none."""
+    servers = sorted((user.get("servers") or {}).values(), key=lambda s: s.get("last_activity") or "", reverse=True)
+    return next((s["user_options"] for s in servers if s.get("user_options")), {})
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:

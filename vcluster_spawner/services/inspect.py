@@ -41,6 +41,7 @@ class VClusterView:
     pods: int = 0
     extra: dict = field(default_factory=dict)
     claimed: str | None = None         # the claim seen (vcluster.STARTING_AT): an action confirmed on it is conditional
+    woken_ahead: str | None = None     # woken ahead of a start (the spawn page was opened), no start yet
 
 
 async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
@@ -55,7 +56,8 @@ async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
     sts = await ops.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
     view = VClusterView(ref, {State.RUNNING: "running", State.ASLEEP: "asleep",
                               State.STARTING: "provisioning"}[status.state],
-                        created=sts.metadata.creation_timestamp, claimed=status.claimed)
+                        created=sts.metadata.creation_timestamp, claimed=status.claimed,
+                        woken_ahead=status.woken_ahead)
     if status.state == State.ASLEEP:
         view.since = parse_time(status.since)
     pods = (await ops.core.list_namespaced_pod(ref.namespace)).items

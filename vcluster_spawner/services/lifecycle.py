@@ -10,7 +10,9 @@ the *vClusters* every ``interval`` seconds and:
   mode when ``delete_asleep_in_static_mode`` opts in);
 - never touches home storage: it deletes no namespace and no PersistentVolume; deleting a
   vCluster is ``VClusterOps.delete`` (the release and its own control-plane data volume);
-- logs every decision (one line per vCluster whenever its decision changes, every action).
+- logs every decision (one line per vCluster whenever its decision changes, every action);
+- keeps the warm pools (services/warmpool.py) every ``pool_interval`` seconds, when the hub's
+  configuration asks for one (``warm_pool_size``).
 
 Run by the hub (see jupyterhub_config.d/40-lifecycle-service.py)::
 
@@ -37,6 +39,7 @@ from .common import (
     parse_time,
     stop_signal,
 )
+from .warmpool import PoolKeeper, pool_specs
 
 
 def now() -> datetime.datetime:
@@ -63,12 +66,17 @@ class LifecycleService(HubService):
         help="""Also delete long-asleep vClusters in static mode, where an operator provisioned them.
         Default: False.""")
     dry_run = Bool(False, config=True, help="Log decisions without acting on them. Default: False.")
+    pool_interval = Float(
+        10.0, config=True,
+        help="""Seconds between two passes over the warm pools (a claimed member is replaced at the
+        next pass). Default: 10.""")
 
     aliases = {
         "hub-config": "LifecycleService.hub_config",
         "interval": "LifecycleService.interval",
         "grace-period": "LifecycleService.grace_period",
         "delete-asleep-after": "LifecycleService.delete_asleep_after",
+        "pool-interval": "LifecycleService.pool_interval",
         "log-level": "Application.log_level",
     }
     flags = {
@@ -81,7 +89,8 @@ class LifecycleService(HubService):
         super().initialize(argv)
         self.hub = HubAPI()
         self._last_decision: dict[Ref, str] = {}
-        self._spawner = Spawners(load_hub_config(self.hub_config))
+        self._config = load_hub_config(self.hub_config)
+        self._spawner = Spawners(self._config)
 
     def _decide(self, user: dict, spawner, status, started: datetime.datetime | None) -> tuple[str, str]:
         """(action, reason) for one user's vCluster; action is keep, sleep or delete.
@@ -127,7 +136,7 @@ class LifecycleService(HubService):
         self._last_decision[ref] = key
 
     async def reconcile_user(self, user: dict) -> str:
-        spawner = self._spawner(user)
+        spawner = await self._spawner(user)
         ref, lifecycle = spawner.vcluster, spawner.lifecycle
         try:
             # from the shared watches: a pass costs the host API no request per user
@@ -170,6 +179,7 @@ class LifecycleService(HubService):
         self.log.info("lifecycle service: every %.0f s, delete asleep after %.0f s%s", self.interval,
                       self.delete_asleep_after, " (dry run)" if self.dry_run else "")
         stopping = asyncio.ensure_future(stop.wait())
+        pools = asyncio.ensure_future(self.keep_pools(stop))
         try:
             while not stop.is_set():
                 # a pass may be long (a sleep waits for the control plane to stop): the hub stops
@@ -185,8 +195,38 @@ class LifecycleService(HubService):
                 await asyncio.wait({stopping}, timeout=self.interval)
         finally:
             stopping.cancel()
+            pools.cancel()
+            await asyncio.gather(pools, return_exceptions=True)
             await self.hub.close()
             await stop_host_watches()
+
+    async def keep_pools(self, stop: asyncio.Event) -> None:
+        """The warm pools' passes, beside the vClusters' (a pass that fails is logged and the
+        next one tries again); nothing to do when no pool is configured."""
+        specs = await pool_specs(self._config)
+        if not specs:
+            return
+        keeper = PoolKeeper(specs)
+        self.log.info("warm pools: %s", ", ".join(f"{s.profile or '(default)'}={s.size} (key {s.key})" for s in specs))
+        last = None
+        try:
+            while not stop.is_set():
+                if not self.dry_run:
+                    try:
+                        views = await keeper.keep()
+                        line = "; ".join(f"{v.profile or '(default)'}: {v.ready}/{v.size} ready, {v.starting} starting"
+                                         for v in views)
+                        if line != last:
+                            self.log.info("warm pools: %s", line)
+                            last = line
+                    except Exception as e:
+                        self.log.error("warm pool pass failed: %s", e)
+                try:
+                    await asyncio.wait_for(stop.wait(), self.pool_interval)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await keeper.close()
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ def row(username: str, view: VClusterView, servers: dict, prefix: str, admin: bo
     since = (f"<div class=muted title='{escape(view.since.isoformat())}'>since {ago(view.since)} ago</div>"
              if view.since else "")
     detail = f"<div class=muted>{escape(view.detail)}</div>" if view.detail else ""
+    if view.woken_ahead and view.state in ("running", "provisioning"):
+        detail += (f"<div class='muted woken-ahead'>woken ahead of a start (spawn page opened at "
+                   f"{escape(view.woken_ahead)})</div>")
     requests = (f"{view.cpu_requests.normalize():f} CPU<br>{_memory(view.memory_requests)}"
                 f"<div class=muted>{view.pods} pod(s)</div>") if view.state != "absent" else ""
     download = (f"<a class=button href='{user_path}/kubeconfig'>kubeconfig</a>" if kubeconfig
@@ -121,6 +124,19 @@ def table(rows: list[str], admin: bool, flash: str = "", error: bool = False) ->
                                               "Access") + (("Actions",) if admin else ()))
     note = f"<div class='flash{' err' if error else ''}'>{escape(flash)}</div>" if flash else ""
     return f"{note}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def pools(views: list) -> str:
+    """The warm pools (services/warmpool.py ``PoolView``), for admins."""
+    if not views:
+        return ""
+    rows = "".join(
+        f"<tr data-pool='{escape(v.profile or 'default')}'><td>{escape(v.profile or '(no profile)')}</td>"
+        f"<td><code>{escape(v.key)}</code></td><td>{v.size}</td><td class=ready>{v.ready}</td>"
+        f"<td>{v.starting}</td><td>{'' if v.oldest_ready_age is None else f'{v.oldest_ready_age:.0f} s'}</td></tr>"
+        for v in views)
+    return ("<h2>Warm pools</h2><table class=pools><thead><tr><th>Profile</th><th>Key</th><th>Size</th>"
+            f"<th>Ready</th><th>Starting</th><th>Oldest ready</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def confirm(username: str, action: str, view: VClusterView, prefix: str, xsrf: str) -> str:

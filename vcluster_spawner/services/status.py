@@ -30,10 +30,12 @@ from traitlets import Bool, Integer, Unicode
 
 from ..guidance import guidance
 from ..hubpages import policy_of
+from ..pool import WarmPool
 from ..vcluster import State, Status, Superseded
 from . import pages
 from .common import HubAPI, HubService, Spawners, active_servers, load_hub_config, parse_time, stop_signal
 from .inspect import inspect, read_kubeconfig
+from .warmpool import PoolView, pool_specs, pool_views, prometheus_text
 
 ACTIONS = ("sleep", "wake", "delete")
 
@@ -58,8 +60,9 @@ class StatusService(HubService):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        config = load_hub_config(self.hub_config)
+        config = self.config_of_hub = load_hub_config(self.hub_config)
         self.spawners = Spawners(config)
+        self._pool_specs: list | None = None
         self.hub_services = list(config.JupyterHub.get("services", []))   # the idle policy's source
         self.hub = HubAPI()
         self.prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/vcluster-status/")
@@ -69,8 +72,17 @@ class StatusService(HubService):
     async def lookup(self, user: dict):
         """(spawner, vCluster ref) for a hub user model (a never-started spawner: traits, names,
         ``lifecycle``)."""
-        spawner = self.spawners(user)
+        spawner = await self.spawners(user)
         return spawner, spawner.vcluster
+
+    async def pools(self) -> list[PoolView]:
+        """The warm pools as their members show them (one namespace list)."""
+        if self._pool_specs is None:
+            self._pool_specs = await pool_specs(self.config_of_hub)
+        if not self._pool_specs:
+            return []
+        members = await WarmPool(self._pool_specs[0].settings.ops).members()
+        return pool_views(self._pool_specs, members, datetime.datetime.now(datetime.timezone.utc))
 
     def kubeconfig_secret(self, username: str, ref) -> str:
         return self.kubeconfig_secret_template.format(name=ref.name, namespace=ref.namespace, username=username)
@@ -82,6 +94,7 @@ class StatusService(HubService):
             (p + "oauth_callback", HubOAuthCallbackHandler),
             (p + r"users/([^/]+)/kubeconfig", KubeconfigHandler),
             (p + r"users/([^/]+)/(" + "|".join(ACTIONS) + ")", ActionHandler),
+            (p + "metrics", MetricsHandler),
         ], service=self, cookie_secret=secrets.token_bytes(32), xsrf_cookies=True,
             login_url=p + "oauth_callback")   # unused: HubOAuth redirects to the hub's login
 
@@ -168,8 +181,20 @@ class IndexHandler(BaseHandler):
         rows = await asyncio.gather(*(one(u) for u in sorted(users, key=lambda u: u["name"])))
         flash = self.get_argument("message", "")
         title = "Virtual clusters" if self.is_admin else "Your virtual cluster"
+        pools = pages.pools(await service.pools()) if self.is_admin else ""
         self.render_page(title, "".join(guides) + pages.table(rows, self.is_admin and service.admin_actions, flash,
-                                                             error=self.get_argument("error", "") == "1"))
+                                                             error=self.get_argument("error", "") == "1") + pools)
+
+
+class MetricsHandler(BaseHandler):
+    """The warm pools' gauges for Prometheus (admins; a scraper sends an admin's API token
+    with ``Authorization: token ...``); the hub's own ``/hub/metrics`` has the spawner's counters."""
+
+    async def get(self):
+        if not self.is_admin:
+            raise web.HTTPError(403, "only admins may read the metrics")
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(prometheus_text(await self.service.pools()))
 
 
 class KubeconfigHandler(BaseHandler):
