@@ -375,3 +375,27 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
     plain = make_spawner("bob", wake_ahead_timeout=0.2)
     await plain.get_options_form()
     assert plain.vcluster not in VClusterSpawner._wake_aheads
+
+
+async def test_the_pools_come_from_the_profiles_and_profiles_with_the_same_values_share_one(monkeypatch):
+    from traitlets.config import Config
+
+    from vcluster_spawner.services.warmpool import pool_specs
+    monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
+    config = Config()
+    quota = {"policies": {"resourceQuota": {"enabled": True}}}
+    config.VClusterSpawner.profile_list = [
+        {"display_name": "Small", "slug": "small", "default": True, "kubespawner_override": {"warm_pool_size": 1}},
+        {"display_name": "Also small", "slug": "also", "kubespawner_override": {"warm_pool_size": 3}},
+        {"display_name": "Quota", "slug": "quota", "kubespawner_override": {"warm_pool_size": 2,
+                                                                           "vcluster_values": quota}},
+        {"display_name": "None", "slug": "none"},
+        {"display_name": "Public", "slug": "public", "kubespawner_override": {
+            "warm_pool_size": 2, "external_api_host_template": "{username}.k8s.example"}},
+    ]
+    specs = {spec.profile: spec for spec in await pool_specs(config)}
+    assert sorted(specs) == ["also", "quota"]   # "small" shares "also"'s pool, the larger size wins
+    assert specs["also"].size == 3 and specs["quota"].size == 2
+    assert specs["also"].key != specs["quota"].key
+    config.VClusterSpawner.vcluster_mode = "static"
+    assert await pool_specs(config) == []

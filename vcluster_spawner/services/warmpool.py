@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -49,8 +50,10 @@ async def pool_specs(config: Config) -> list[PoolSpec]:
     (profiles with the same values share one: the largest size wins), or the spawner's own."""
     base = spawner_for(config, POOL_USER)
     profiles = base.profile_list
-    if callable(profiles):
-        profiles = await profiles(base) if asyncio.iscoroutinefunction(profiles) else profiles(base)
+    if callable(profiles):   # evaluated for the pool's own user, "warm-pool" (docs/hub.md)
+        profiles = profiles(base)
+        if inspect.isawaitable(profiles):
+            profiles = await profiles
     specs: dict[str, PoolSpec] = {}
     for profile in profiles or [None]:
         settings = spawner_for(config, POOL_USER)
