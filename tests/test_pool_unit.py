@@ -337,13 +337,10 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
         async def status(self, ref):
             return self.state
 
-        async def claim(self, ref, ahead=False):
-            calls.append(("claim", ahead))
-            before, self.state = self.state, Status(State.RUNNING, claimed="t1")
-            return Status(before.state, claimed="t1")
-
-        async def wake(self, ref):
-            calls.append(("wake",))
+        async def wake(self, ref, ahead=False):
+            calls.append(("wake", ahead))
+            self.state = Status(State.STARTING, claimed="t1")
+            return self.state
 
     ops = Ops()
 
@@ -359,7 +356,7 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
     task = VClusterSpawner._wake_aheads[spawner.vcluster]
     await spawner.get_options_form()   # the page again: no second wake
     await task
-    assert calls == [("claim", True), ("wake",), ("sleep", "t1")]
+    assert calls == [("wake", True), ("sleep", "t1")]
 
     # woken, then a start elsewhere claims it (a second hub): the sleep is superseded
     calls.clear()
@@ -369,7 +366,7 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
     await asyncio.sleep(0.05)
     ops.state = Status(State.RUNNING, claimed="t2")
     await task
-    assert calls == [("claim", True), ("wake",)]
+    assert calls == [("wake", True)]
 
     # no form (no profiles): nothing is woken; a running vCluster: nothing either
     plain = make_spawner("bob", wake_ahead_timeout=0.2)

@@ -112,8 +112,8 @@ class MeteredOps(VClusterOps):
     async def install(self, ref, chart, values, report=lambda message: None) -> Status:
         return await self._begin(ref, "provision", super().install(ref, chart, values, report))
 
-    async def wake(self, ref: Ref) -> None:
-        await self._begin(ref, "wake", super().wake(ref))
+    async def wake(self, ref: Ref, *, ahead: bool = False) -> Status:
+        return await self._begin(ref, "wake", super().wake(ref, ahead=ahead))
 
     async def _begin(self, ref: Ref, operation: str, call):
         started, result = await _failures_recorded(ref, operation, call)

@@ -619,9 +619,10 @@ class VClusterSpawner(KubeSpawner):
             async with self._lock():
                 if (await self.ops.status(ref)).state != State.ASLEEP:
                     return
-                woken = await self.ops.claim(ref, ahead=True)   # a lifecycle-service decision made before loses
                 self.log.info("%s: waking vCluster %s ahead of the start", self._log_name, ref)
-                await self.ops.wake(ref)
+                # a claim: a lifecycle-service decision made before loses; the sleep below is
+                # conditional on this claim, so any start after it wins
+                woken = await self.ops.wake(ref, ahead=True)
                 self._woken_ahead.add(ref)
                 wake_ahead("woken")
             await asyncio.sleep(self.wake_ahead_timeout)
@@ -631,6 +632,10 @@ class VClusterSpawner(KubeSpawner):
                 self.log.info("%s: no server started within %.0f s of waking vCluster %s; back to sleep",
                               self._log_name, self.wake_ahead_timeout, ref)
                 self._woken_ahead.discard(ref)
+                # from here on a new visit of the spawn page wakes it again (after this sleep:
+                # it waits for the lock), rather than finding this task and doing nothing
+                if self._wake_aheads.get(ref) is asyncio.current_task():
+                    del self._wake_aheads[ref]
                 await self.lifecycle.sleep(decided_on=woken)
                 wake_ahead("slept")
         except Superseded as e:   # a start (this hub's after a restart, another hub's, the CLI) took it

@@ -224,16 +224,14 @@ class VClusterOps:
         pod = pods.resources.get(f"{ref.namespace}/{ref.name}-0")
         return status_of(statefulsets.resources.get(statefulset_key(ref))), pod and pod["metadata"]["creationTimestamp"]
 
-    async def claim(self, ref: Ref, *, ahead: bool = False) -> Status:
-        """Mark the vCluster as being started (annotation ``STARTING_AT``) and return its state
-        as marked: a sleep or delete decided before (on an older resourceVersion) now fails its
-        conditional write. No StatefulSet yet: nothing to mark (absent). ``ahead``: a wake
-        ahead of a start (``WOKEN_AHEAD``), which a start's own claim removes."""
-        now = _now()
+    async def claim(self, ref: Ref) -> Status:
+        """Mark the vCluster as being started (annotation ``STARTING_AT``; a wake ahead's mark
+        ``WOKEN_AHEAD`` removed: this is the start) and return its state as marked: a sleep or
+        delete decided before (on an older resourceVersion) now fails its conditional write. No
+        StatefulSet yet: nothing to mark (absent)."""
         try:
             sts = await self.apps.patch_namespaced_stateful_set(
-                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: now,
-                                                                       WOKEN_AHEAD: now if ahead else None}}})
+                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now(), WOKEN_AHEAD: None}}})
         except ApiException as e:
             if e.status == 404:
                 return Status(State.ABSENT)
@@ -344,18 +342,22 @@ class VClusterOps:
                                                              "did not appear")
         return status_of(sts)
 
-    async def wake(self, ref: Ref) -> None:
+    async def wake(self, ref: Ref, *, ahead: bool = False) -> Status:
         """``vcluster resume``: replicas from ``loft.sh/paused-replicas`` (default 1), the three
-        pause annotations removed."""
+        pause annotations removed. ``ahead``: a wake ahead of a start (``WOKEN_AHEAD``, which
+        the start's claim removes). Returns the state as written: its claim is the wake's."""
         sts = await self.apps.read_namespaced_stateful_set(ref.name, ref.namespace)
         annotations = sts.metadata.annotations or {}
         if annotations.get(PAUSED) != "true" and not sts.spec.replicas:
             log.warning("vCluster %s was scaled down without being paused; scaling it up", ref)
         replicas = int(annotations.get(PAUSED_REPLICAS) or 1)
         # a wake is a claim too: a sleep or delete decided before it does nothing
-        await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
-            "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None, STARTING_AT: _now()}},
+        now = _now()
+        written = await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
+            "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None, STARTING_AT: now,
+                                         WOKEN_AHEAD: now if ahead else None}},
             "spec": {"replicas": replicas}})
+        return status_of(self._json(written))
 
     async def _pause(self, ref: Ref, decided_on: Status | None, *, deleting: dict | None = None) -> dict | None:
         """Pause annotations and replicas 0 (and, for a delete, the ``DELETING`` mark) in one
