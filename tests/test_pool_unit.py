@@ -281,6 +281,36 @@ async def test_an_existing_vcluster_is_used_and_a_refused_setting_is_said():
     assert messages == ["Creating your virtual cluster: your virtual cluster has its own public address"]
 
 
+async def test_the_whole_start_acts_on_the_claimed_member_and_runs_no_helm():
+    host = FakeHost()
+    member(host, "vc-pool-m")
+    member_ref = Ref("vc-pool-m", "vc-pool-m")
+    host.states[member_ref] = Status(State.RUNNING, values_hash="h")
+    acted_on = []
+
+    class StartOps(PoolOps):
+        async def ensure_namespace(self, ref, owner, labels, *, create, hub_binding):
+            acted_on.append(("ensure_namespace", ref))
+
+        async def claim(self, ref):
+            acted_on.append(("claim", ref))
+            return await self.status(ref)
+
+        async def install(self, ref, chart, values, report):
+            acted_on.append(("install", ref))
+
+        async def apply_namespace_objects(self, ref, objects):
+            acted_on.append(("apply", ref))
+    s = settings(host)
+    s.ops = StartOps(host)
+    s.vcluster_mode, s.hub_binding, s.chart = "dynamic", None, "c"
+    s.effective_values = lambda: {"controlPlane": {"statefulSet": {"annotations": {"hub.jupyter.org/values-hash": "h"}}}}
+    s.rendered_namespace_objects = lambda: []
+    status = await VClusterLifecycle(s).bring_up()
+    assert status.state == State.RUNNING
+    assert acted_on == [("ensure_namespace", member_ref), ("claim", member_ref), ("apply", member_ref)]
+
+
 # ---- the keeper ------------------------------------------------------------------------------------
 
 async def test_the_keeper_fills_replaces_and_never_exceeds_size_plus_replacements(monkeypatch):

@@ -77,10 +77,11 @@ class VClusterLifecycle:
         """Namespace, claim, install or upgrade (dynamic mode: when absent or its values hash is
         not the wanted one), the namespace's objects, and a wake if it sleeps. Returns the
         state after that; ``wait_ready`` waits for it to serve."""
-        s, ref, ops = self.settings, self.ref, self.ops
+        s, ops = self.settings, self.ops
         dynamic = s.vcluster_mode == "dynamic"
         if dynamic:
-            await self.take_from_pool(report)
+            await self.take_from_pool(report)   # may make a warm pool member the user's vCluster
+        ref = self.ref
         # first of all: nothing of a namespace that is not this user's is read or touched
         await self.ensure_namespace(create=dynamic)
         # before the state is read: a sleep or delete decided elsewhere on the state before this
