@@ -339,9 +339,9 @@ async def test_the_keeper_fills_replaces_and_never_exceeds_size_plus_replacement
     ops = PoolOps(host)
     spec_settings = SimpleNamespace(ops=ops, pool_key=lambda: "k1", vcluster_ready_timeout=300,
                                     warm_pool_prefix="vc-pool-")
-    keeper = Keeper([PoolSpec("", spec_settings, 3)])
+    keeper = Keeper(ops, [PoolSpec("", spec_settings, 3)])
     [view] = await keeper.keep()
-    await asyncio.gather(*keeper._building.values())
+    await keeper.settle()
     assert sorted(discarded) == [("vc-pool-broken", "its control plane stopped running"),
                                  ("vc-pool-stale", "its pool is no longer configured"),
                                  ("vc-pool-stuck", "not ready in time")]
@@ -352,8 +352,15 @@ async def test_the_keeper_fills_replaces_and_never_exceeds_size_plus_replacement
     del host.namespaces["vc-pool-stuck"]
     keeper._building[Ref("vc-pool-young", "vc-pool-young")] = asyncio.ensure_future(asyncio.sleep(0))
     [view] = await keeper.keep()
-    await asyncio.gather(*keeper._building.values())
+    await keeper.settle()
     assert (view.ready, view.starting, len(created)) == (1, 2, 1)
+
+    # the pools are switched off (no specs): every unclaimed member is discarded
+    discarded.clear()
+    off = Keeper(ops, [])
+    assert await off.keep() == []
+    await off.settle()
+    assert {name for name, _ in discarded} == {"vc-pool-ok", "vc-pool-broken", "vc-pool-stale", "vc-pool-young"}
 
 
 # ---- waking ahead ---------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ from .common import (
     active_servers,
     load_hub_config,
     parse_time,
+    spawner_for,
     stop_signal,
 )
-from .warmpool import PoolKeeper, pool_specs
+from .warmpool import POOL_USER, PoolKeeper, pool_specs
 
 
 def now() -> datetime.datetime:
@@ -204,9 +205,12 @@ class LifecycleService(HubService):
         """The warm pools' passes, beside the vClusters' (a pass that fails is logged and the
         next one tries again); nothing to do when no pool is configured."""
         specs = await pool_specs(self._config)
-        if not specs:
+        keeper = PoolKeeper(spawner_for(self._config, POOL_USER).ops, specs)
+        if not specs:   # members of pools configured before are discarded once; nothing else to do
+            if not self.dry_run:
+                await keeper.keep()
+                await keeper.settle()
             return
-        keeper = PoolKeeper(specs)
         self.log.info("warm pools: %s", ", ".join(f"{s.profile or '(default)'}={s.size} (key {s.key})" for s in specs))
         last = None
         try:

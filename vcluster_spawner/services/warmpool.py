@@ -114,18 +114,17 @@ def prometheus_text(views: list[PoolView]) -> str:
 
 
 class PoolKeeper:
-    def __init__(self, specs: list[PoolSpec]):
+    """``ops``: the host operations (any spawner's); ``specs``: the pools to keep (none: the
+    pass only discards what is left of pools no longer configured)."""
+
+    def __init__(self, ops, specs: list[PoolSpec]):
+        self.ops = ops
         self.specs = specs
         self._building: dict[Ref, asyncio.Task] = {}
-        self.views: list[PoolView] = []
-
-    @property
-    def _any(self):
-        return self.specs[0].settings
 
     async def keep(self) -> list[PoolView]:
         """One pass; returns what it saw."""
-        warm = WarmPool(self._any.ops)
+        warm = WarmPool(self.ops)
         for ref in await warm.discarded():   # a discard a restart interrupted
             if ref not in self._building:
                 self._start(ref, warm.remove(ref))
@@ -159,8 +158,11 @@ class PoolKeeper:
                 view.starting += 1
                 self._start(ref, self._create(warm, spec, ref))
             views.append(view)
-        self.views = views
         return views
+
+    async def settle(self) -> None:
+        """Wait for the work this keeper started (discards, creations)."""
+        await asyncio.gather(*self._building.values(), return_exceptions=True)
 
     def _start(self, ref: Ref, work) -> None:
         if ref in self._building:
