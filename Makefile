@@ -62,7 +62,8 @@ clean:
 
 # make bench   runs the benchmarks (benchmarks/, issue 8) on a local cluster of its own and writes
 #              benchmarks/results/latest.json, report.md and plots; sizes from the environment or
-#              make variables: BENCH_RUNS (10), BENCH_CONCURRENCY (1,5,10,20), BENCH_VCLUSTER (real, or
+#              make variables: BENCH_RUNS (10), BENCH_FIRST_START_RUNS (pool, wake-ahead: BENCH_RUNS),
+#              BENCH_CONCURRENCY (1,5,10,20), BENCH_VCLUSTER (real, or
 #              emulated with BENCH_STARTUP_DELAY, 1 s)
 .PHONY: bench
 bench: venv binaries chp

@@ -166,7 +166,12 @@ def markdown(results: dict, images: list[str]) -> str:
                    spawn[k]["stop_action"], _s(spawn[k]["summary"]["stop_hub_seconds"]["median"]),
                    _s(spawn[k]["summary"]["stop_hub_seconds"]["p95"])] for k in kinds])
     md += ["Stop latency is the hub's own \"server took N seconds to stop\" (for *wake* that is the sleep, for "
-           "*cold* the delete: helm uninstall and the data PVC). Wake latency is the *wake* spawn.", ""]
+           "*cold* the delete: helm uninstall and the data PVC). Wake latency is the *wake* spawn.", "",
+           "*first start, warm pool*: a new user each run, whose start claims the oldest ready member (the lifecycle "
+           "service replenishes the pool meanwhile, on the same machine; its helm and requests run under the hub's "
+           "identity and are counted with the hub's). *wake-ahead*: the user opened the spawn page "
+           "(the spawner woke the asleep vCluster) and started 10 s later. *warm (interleaved)*: warm starts taken "
+           "run by run between those two, for their ratio.", ""]
     if kinds:
         phases = list(spawn[kinds[0]]["summary"]["phases_median"])
         md += ["### Phases (median seconds)", ""]

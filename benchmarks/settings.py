@@ -22,6 +22,7 @@ def _vcluster(kind: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     runs: int = 10                                  # measured spawns per kind (warm, wake, cold, KubeSpawner)
+    first_start_runs: int = 10                      # measured spawns of pool, wake-ahead and interleaved warm
     concurrency: tuple[int, ...] = (1, 5, 10, 20)   # users starting at once, one level after the other
     vcluster: str = "real"                          # "real" (0.36.1, docs/real-vcluster.md) or "emulated"
     startup_delay: float = 1.0                      # VCLUSTER_EMULATION_STARTUP_DELAY, emulated only
@@ -37,6 +38,7 @@ class Settings:
         d = cls()
         return cls(
             runs=int(env.get("BENCH_RUNS", d.runs)),
+            first_start_runs=int(env.get("BENCH_FIRST_START_RUNS", env.get("BENCH_RUNS", d.first_start_runs))),
             concurrency=_ints(env.get("BENCH_CONCURRENCY", ",".join(map(str, d.concurrency)))),
             vcluster=_vcluster(env.get("BENCH_VCLUSTER", d.vcluster)),
             startup_delay=float(env.get("BENCH_STARTUP_DELAY", d.startup_delay)),

@@ -203,7 +203,7 @@ async def first_starts(bench: Bench, log=print) -> dict:
                 raise RuntimeError(f"first spawn of {user} failed: {first.error}\n{hub.log_tail()}")
             await stop(hub, user)
         browser = await hub.login("bfwake")
-        for i in range(bench.settings.runs):
+        for i in range(bench.settings.first_start_runs):
             member = await ready_member(core, bench.settings.spawn_timeout)
             user = f"bfpool{i}"
             await hub.add_user(user)
@@ -219,7 +219,7 @@ async def first_starts(bench: Bench, log=print) -> dict:
                     target = runs[kind]
                 s = await measured_spawn(bench, hub, target[0], kind, target[1], target[2])
                 out[kind]["spawns"].append(s)
-                log(f"  {kind} {i + 1}/{bench.settings.runs}: "
+                log(f"  {kind} {i + 1}/{bench.settings.first_start_runs}: "
                     f"{format(s['total'], '.2f') + ' s' if s['ok'] else s['error']}")
                 out[kind]["stops"].append(await measured_stop(bench, hub, target[0]))
             await hub.api("DELETE", f"/users/{user}", timeout=300)
