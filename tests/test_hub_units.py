@@ -96,6 +96,17 @@ def test_status_rows_escape_and_offer_actions_by_state():
     assert "0.2 CPU" in row and "256 Mi" in row and "kubectl in the notebook's terminal" in row
     user_row = pages.row("x", view, {}, "/services/s/", False, kubeconfig=True)
     assert ">wake<" not in user_row and "/services/s/users/x/kubeconfig" in user_row
+    woken = VClusterView(Ref("vc-x", "vc-x"), "running", woken_ahead="2026-12-02T10:00:00Z")
+    assert "woken ahead of a start (spawn page opened at 2026-12-02T10:00:00Z)" in pages.row(
+        "x", woken, {}, "/services/s/", True, kubeconfig=False)
+
+
+def test_the_status_page_shows_the_warm_pools_to_admins():
+    from vcluster_spawner.services.warmpool import PoolView
+    assert pages.pools([]) == ""
+    html = pages.pools([PoolView("<gpu>", "k1", 3, ready=2, starting=1, oldest_ready_age=95.4), PoolView("", "k2", 1)])
+    assert "&lt;gpu&gt;" in html and "<gpu>" not in html
+    assert "<td class=ready>2</td><td>1</td><td>95 s</td>" in html and "(no profile)" in html
 
 
 def test_config_d_snippets_extend_what_was_configured_before():
