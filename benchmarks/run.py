@@ -51,8 +51,9 @@ async def run_all(cluster: ClusterState, settings: Settings, workdir: Path, *, c
         for kind in ("cold", "wake", "warm", "kubespawner"):
             log(f"[bench] {kind}: {settings.runs} spawns")
             results["spawn"][kind] = await sequential(bench, kind, log)
-        log(f"[bench] pool, wake-ahead and warm interleaved: {settings.first_start_runs} spawns each")
-        results["spawn"].update(await first_starts(bench, log))
+        if settings.first_start_runs:
+            log(f"[bench] pool, wake-ahead and warm interleaved: {settings.first_start_runs} spawns each")
+            results["spawn"].update(await first_starts(bench, log))
         for n in settings.concurrency:
             log(f"[bench] concurrency {n}")
             results["concurrency"].append(await concurrency_level(bench, n, log))

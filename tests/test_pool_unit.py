@@ -21,7 +21,10 @@ from vcluster_spawner.services.warmpool import PoolSpec, PoolView, pool_views, p
 from vcluster_spawner.spawner import VClusterSpawner
 from vcluster_spawner.vcluster import Ref, State, Status, Superseded
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+
+def now() -> datetime.datetime:
+    # at the time of the call: the module is imported at collection, maybe an hour before a test runs
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 # ---- pure ---------------------------------------------------------------------------------------
@@ -87,10 +90,11 @@ async def test_settings_a_member_cannot_have_make_the_start_create_its_own(make_
 
 def test_pool_views_and_their_metrics():
     spec = SimpleNamespace(profile="gpu", key="k1", size=3)
-    members = [pool.Member(Ref(f"m{i}", f"m{i}"), key, ready, NOW - datetime.timedelta(seconds=age), "1")
+    at = now()
+    members = [pool.Member(Ref(f"m{i}", f"m{i}"), key, ready, at - datetime.timedelta(seconds=age), "1")
                for i, (key, ready, age) in enumerate([("k1", True, 30), ("k1", True, 90), ("k1", False, 5),
                                                       ("other", True, 999)])]
-    [view] = pool_views([spec], members, NOW)
+    [view] = pool_views([spec], members, at)
     assert (view.ready, view.starting, view.oldest_ready_age) == (2, 1, 90.0)
     text = prometheus_text([view, PoolView("", "k2", 1)])
     assert 'vcluster_spawner_warm_pool_members{pool="gpu",key="k1",state="ready"} 2' in text
@@ -114,7 +118,7 @@ class FakeHost:
     def add(self, name, labels, annotations=None, age=0):
         self.version += 1
         self.namespaces[name] = {"labels": dict(labels), "annotations": dict(annotations or {}),
-                                 "rv": str(self.version), "created": NOW - datetime.timedelta(seconds=age)}
+                                 "rv": str(self.version), "created": now() - datetime.timedelta(seconds=age)}
 
     def _object(self, name):
         ns = self.namespaces[name]
