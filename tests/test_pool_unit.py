@@ -339,7 +339,6 @@ async def test_the_keeper_fills_replaces_and_never_exceeds_size_plus_replacement
         discarded.append((m.ref.name, reason))
         return True
     monkeypatch.setattr(pool.WarmPool, "discard", discard)
-    monkeypatch.setattr(pool.WarmPool, "discarded", lambda self: asyncio.sleep(0, []))
     ops = PoolOps(host)
     spec_settings = SimpleNamespace(ops=ops, pool_key=lambda: "k1", vcluster_ready_timeout=300,
                                     warm_pool_prefix="vc-pool-")

@@ -36,7 +36,7 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from .names import label_value
 from .ownership import MANAGED_BY, MANAGED_BY_VALUE, USERNAME_LABEL, Owner
-from .vcluster import Ref, State, VClusterOps, ignoring
+from .vcluster import Ref, State, VClusterOps, ignoring, timestamp
 
 POOL_LABEL = "hub.jupyter.org/warm-pool"          # the pool key, while unclaimed
 POOL_READY = "hub.jupyter.org/warm-pool-ready"    # "true" once the member served
@@ -46,10 +46,6 @@ DISCARDED = "hub.jupyter.org/warm-pool-discarded"
 PLACEHOLDER = Ref("warm-pool-key", "warm-pool-key")   # the namespace the pool key is computed for
 
 log = logging.getLogger("vcluster_spawner.pool")
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- names, labels and writes (pure) ------------------------------------------------------
@@ -73,7 +69,7 @@ def claim_patch(resource_version: str, owner: Owner, user_labels: dict[str, str]
     changed since it was listed at ``resource_version`` (claimed or discarded meanwhile)."""
     return {"metadata": {"resourceVersion": resource_version,
                          "labels": {**user_labels, POOL_LABEL: None, POOL_READY: None},
-                         "annotations": {**owner.annotations(), CLAIMED_AT: _now()}}}
+                         "annotations": {**owner.annotations(), CLAIMED_AT: timestamp()}}}
 
 
 def discard_patch(resource_version: str, reason: str) -> dict:
@@ -102,6 +98,10 @@ def member_of(namespace) -> Member:
                   namespace.metadata.creation_timestamp, namespace.metadata.resource_version)
 
 
+def _oldest_first(namespaces: list) -> list[Member]:
+    return sorted((member_of(ns) for ns in namespaces), key=lambda m: m.created)
+
+
 # ---- operations (host API) ----------------------------------------------------------------------
 
 class WarmPool:
@@ -111,12 +111,21 @@ class WarmPool:
         self.ops = ops
         self.core = ops.core
 
-    async def members(self, key: str | None = None) -> list[Member]:
-        """Unclaimed members (of pool ``key``; None: all), oldest first."""
-        selector = f"{POOL_LABEL}={key}" if key else POOL_LABEL
-        namespaces = await self.core.list_namespace(label_selector=f"{selector},{POOL_MEMBER}=true")
-        found = [member_of(ns) for ns in namespaces.items if not ns.metadata.deletion_timestamp]
-        return sorted(found, key=lambda m: m.created)
+    async def _listed(self, selector: str) -> list:
+        namespaces = await self.core.list_namespace(label_selector=f"{POOL_MEMBER}=true" + selector)
+        return [ns for ns in namespaces.items if not ns.metadata.deletion_timestamp]
+
+    async def members(self, key: str) -> list[Member]:
+        """Unclaimed members of pool ``key``, oldest first."""
+        return _oldest_first(await self._listed(f",{POOL_LABEL}={key}"))
+
+    async def inventory(self) -> tuple[list[Member], list[Ref]]:
+        """In one list: every unclaimed member of every pool (oldest first), and the discarded
+        members whose deletion a restart interrupted."""
+        namespaces = await self._listed("")
+        discarded = [Ref(ns.metadata.name, ns.metadata.name) for ns in namespaces
+                     if (ns.metadata.labels or {}).get(DISCARDED) == "true"]
+        return _oldest_first([ns for ns in namespaces if POOL_LABEL in (ns.metadata.labels or {})]), discarded
 
     async def claim(self, key: str, owner: Owner, user_labels: dict[str, str]) -> Ref | None:
         """A ready member of pool ``key`` made ``owner``'s, or None when none is free. A member
@@ -145,11 +154,13 @@ class WarmPool:
         return [Ref(ns.metadata.name, ns.metadata.name) for ns in namespaces.items
                 if not ns.metadata.deletion_timestamp and owner.owns(ns.metadata.annotations)]
 
-    async def create_namespace(self, ref: Ref, labels: dict[str, str], hub_binding: dict | None) -> None:
-        await self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
-                                          "metadata": {"name": ref.namespace, "labels": labels}})
+    async def create_namespace(self, ref: Ref, labels: dict[str, str], hub_binding: dict | None) -> Member:
+        """A new member's namespace (and the hub's RoleBinding there), as created."""
+        created = await self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": ref.namespace, "labels": labels}})
         if hub_binding:
             await self.ops.ensure_hub_binding(ref, hub_binding)
+        return member_of(created)
 
     async def mark_ready(self, member: Member) -> bool:
         """False if the member was claimed or discarded meanwhile (it is not ours to mark)."""
@@ -179,8 +190,3 @@ class WarmPool:
         """Delete a discarded member (again after an interruption)."""
         await self.ops.delete(ref)
         await ignoring(self.core.delete_namespace(ref.namespace), 404)
-
-    async def discarded(self) -> list[Ref]:
-        namespaces = await self.core.list_namespace(label_selector=f"{DISCARDED}=true,{POOL_MEMBER}=true")
-        return [Ref(ns.metadata.name, ns.metadata.name) for ns in namespaces.items
-                if not ns.metadata.deletion_timestamp]

@@ -160,8 +160,8 @@ def container_failure(*statuses: list | None, restarts: int = 2) -> str | None:
     return None
 
 
-def _now() -> str:
-    # upstream: time.Now().Format("2006-01-02T15:04:05.000Z")
+def timestamp() -> str:
+    """Now, as the annotations here are written (upstream: time.Now().Format("2006-01-02T15:04:05.000Z"))."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -231,7 +231,7 @@ class VClusterOps:
         StatefulSet yet: nothing to mark (absent)."""
         try:
             sts = await self.apps.patch_namespaced_stateful_set(
-                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: _now(), WOKEN_AHEAD: None}}})
+                ref.name, ref.namespace, {"metadata": {"annotations": {STARTING_AT: timestamp(), WOKEN_AHEAD: None}}})
         except ApiException as e:
             if e.status == 404:
                 return Status(State.ABSENT)
@@ -352,7 +352,7 @@ class VClusterOps:
             log.warning("vCluster %s was scaled down without being paused; scaling it up", ref)
         replicas = int(annotations.get(PAUSED_REPLICAS) or 1)
         # a wake is a claim too: a sleep or delete decided before it does nothing
-        now = _now()
+        now = timestamp()
         written = await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
             "metadata": {"annotations": {PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None, STARTING_AT: now,
                                          WOKEN_AHEAD: now if ahead else None}},
@@ -377,7 +377,7 @@ class VClusterOps:
             replicas = sts.spec.replicas or int(annotations.get(PAUSED_REPLICAS) or 1)
             # asleep already: it has been since its paused-date (what the delete-after policy counts)
             date = annotations.get(PAUSED_DATE) if annotations.get(PAUSED) == "true" else None
-            wanted = {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: date or _now()}
+            wanted = {PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: date or timestamp()}
             if deleting is not None:
                 wanted[DELETING] = json.dumps(deleting, sort_keys=True)
             try:
@@ -473,7 +473,7 @@ class VClusterOps:
     async def _control_plane_failure(self, ref: Ref) -> None:
         """Raises once the control plane shows it cannot start; never returns otherwise."""
         pods, refusals = await self._watch(ControlPlanePods), await self._watch(FailedCreates)
-        pod_key, since = f"{ref.namespace}/{ref.name}-0", _now()[:19]
+        pod_key, since = f"{ref.namespace}/{ref.name}-0", timestamp()[:19]
 
         def refused(events: dict) -> str | None:
             # an event of this wait: FailedCreate events of earlier attempts are kept an hour

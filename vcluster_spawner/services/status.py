@@ -81,7 +81,7 @@ class StatusService(HubService):
             self._pool_specs = await pool_specs(self.config_of_hub)
         if not self._pool_specs:
             return []
-        members = await WarmPool(self._pool_specs[0].settings.ops).members()
+        members, _ = await WarmPool(self._pool_specs[0].settings.ops).inventory()
         return pool_views(self._pool_specs, members, datetime.datetime.now(datetime.timezone.utc))
 
     def kubeconfig_secret(self, username: str, ref) -> str:

@@ -125,10 +125,10 @@ class PoolKeeper:
     async def keep(self) -> list[PoolView]:
         """One pass; returns what it saw."""
         warm = WarmPool(self.ops)
-        for ref in await warm.discarded():   # a discard a restart interrupted
+        members, discarded = await warm.inventory()
+        for ref in discarded:   # a discard a restart interrupted
             if ref not in self._building:
                 self._start(ref, warm.remove(ref))
-        members = await warm.members()
         wanted = {spec.key: spec for spec in self.specs}
         for member in members:
             if member.key not in wanted:
@@ -180,10 +180,9 @@ class PoolKeeper:
     async def _create(self, warm: WarmPool, spec: PoolSpec, ref: Ref) -> None:
         settings = spec.settings
         log.info("warm pool %s: creating member %s", spec.profile or "(default)", ref)
-        await warm.create_namespace(ref, member_labels(spec.key, settings.namespace_labels()), settings.hub_binding)
-        members = [m for m in await warm.members(spec.key) if m.ref == ref]
-        if members:
-            await self._build(warm, spec, members[0])
+        member = await warm.create_namespace(ref, member_labels(spec.key, settings.namespace_labels()),
+                                             settings.hub_binding)
+        await self._build(warm, spec, member)
 
     async def _build(self, warm: WarmPool, spec: PoolSpec, member: Member) -> None:
         """Install (again, if a restart interrupted it), wait until it serves, mark it ready; a
