@@ -203,7 +203,8 @@ class LifecycleService(HubService):
 
     async def keep_pools(self, stop: asyncio.Event) -> None:
         """The warm pools' passes, beside the vClusters' (a pass that fails is logged and the
-        next one tries again); nothing to do when no pool is configured."""
+        next one tries again); when no pool is configured, one pass discards what is left of
+        pools configured before."""
         specs = await pool_specs(self._config)
         keeper = PoolKeeper(spawner_for(self._config, POOL_USER).ops, specs)
         if not specs:   # members of pools configured before are discarded once; nothing else to do
