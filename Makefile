@@ -40,9 +40,12 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
 # --basetemp: our own temporary directory; in the shared /tmp/pytest-of-$USER another pytest run
-# on the machine deletes all but the newest three, hub work directories of a running test too
+# on the machine deletes all but the newest three, hub work directories of a running test too.
+# Two workers: the tests on the emulation's cluster in one, those on the real vCluster's in the
+# other (tests/conftest.py); PYTEST_WORKERS=0 runs everything in one process
+PYTEST_WORKERS ?= 2
 test: lint binaries chp chromium
-	$(PY) -m pytest --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
 
 # ruff, configured in pyproject.toml; make test runs it first
 lint: venv

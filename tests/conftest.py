@@ -21,15 +21,34 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def local_cluster(reuse_variable: str, name: str, plugin: str, timeout: float = 180):
-    """A local cluster with ``plugin``, started in test-artifacts/``name`` and stopped after,
-    or, when the environment variable ``reuse_variable`` names a state directory, the one
-    running there (started with ``python -m localcluster up``)."""
+# make test runs the suite in two pytest-xdist workers (``--dist loadgroup``): every test on the
+# emulation's cluster in one group, every test on the real vCluster's in another, so that each
+# cluster is started once and the two halves, mostly waiting on control planes, overlap
+EMULATION_GROUP, REAL_GROUP = "emulation-cluster", "real-vcluster-cluster"
+CLUSTERS = {"real_cluster": ("LOCALCLUSTER_REAL_REUSE", "localcluster-real"),
+            "cluster": ("LOCALCLUSTER_REUSE", "localcluster")}
+
+
+def cluster_state_dir(fixture: str) -> Path:
+    """Where the cluster of ``fixture`` runs: the reused one's, else one per xdist worker (a
+    test that needs both clusters makes its worker start the other one too)."""
+    reuse_variable, name = CLUSTERS[fixture]
     reuse = os.environ.get(reuse_variable)
     if reuse:
-        yield ClusterState.read(Path(reuse).resolve())
+        return Path(reuse).resolve()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ARTIFACTS / (f"{name}-{worker}" if worker else name)
+
+
+def local_cluster(fixture: str, plugin: str, timeout: float = 180):
+    """A local cluster with ``plugin``, started in ``cluster_state_dir(fixture)`` and stopped
+    after, or, when that fixture's environment variable names a state directory, the one
+    running there (started with ``python -m localcluster up``)."""
+    state_dir = cluster_state_dir(fixture)
+    if os.environ.get(CLUSTERS[fixture][0]):
+        yield ClusterState.read(state_dir)
         return
-    proc, state = start_cluster(ARTIFACTS / name, plugins=(plugin,), timeout=timeout)
+    proc, state = start_cluster(state_dir, plugins=(plugin,), timeout=timeout)
     yield state
     proc.send_signal(signal.SIGTERM)
     try:
@@ -41,7 +60,7 @@ def local_cluster(reuse_variable: str, name: str, plugin: str, timeout: float = 
 @pytest.fixture(scope="session")
 def cluster() -> ClusterState:
     """The local cluster with the vCluster emulation, for the session (``LOCALCLUSTER_REUSE``)."""
-    yield from local_cluster("LOCALCLUSTER_REUSE", "localcluster", "vcluster_emulation")
+    yield from local_cluster("cluster", "vcluster_emulation")
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +77,7 @@ def real_cluster() -> ClusterState:
     """A local cluster running the real vCluster 0.36.1 (``LOCALCLUSTER_REAL_REUSE``), shared by
     the tests that need it; its first start builds the binaries when they are not cached
     (tools/build-vcluster.sh, ~15 min)."""
-    yield from local_cluster("LOCALCLUSTER_REAL_REUSE", "localcluster-real", "vcluster_real", timeout=1800)
+    yield from local_cluster("real_cluster", "vcluster_real", timeout=1800)
 
 
 @pytest.fixture(scope="session")
@@ -84,12 +103,18 @@ async def namespace(kube) -> str:
         pass
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Every test that uses the real vCluster, directly or through a fixture, is marked
-    ``real_vcluster`` (``pytest -m real_vcluster`` selects them all)."""
+    ``real_vcluster`` (``pytest -m real_vcluster`` selects them all); each test is put in the
+    xdist group of the cluster it needs (the real one when it needs both)."""
     for item in items:
-        if "real_cluster" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "real_cluster" in fixtures:
             item.add_marker(pytest.mark.real_vcluster)
+            item.add_marker(pytest.mark.xdist_group(REAL_GROUP))
+        elif "cluster" in fixtures:
+            item.add_marker(pytest.mark.xdist_group(EMULATION_GROUP))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -99,12 +124,10 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    if "real_cluster" in item.fixturenames:
-        state_dir = Path(os.environ.get("LOCALCLUSTER_REAL_REUSE") or ARTIFACTS / "localcluster-real")
-    elif "cluster" in item.fixturenames:
-        state_dir = Path(os.environ.get("LOCALCLUSTER_REUSE") or ARTIFACTS / "localcluster")
-    else:
+    fixture = next((f for f in CLUSTERS if f in item.fixturenames), None)
+    if fixture is None:
         return
+    state_dir = cluster_state_dir(fixture)
     logs = sorted((state_dir / "logs").glob("*.log")) + sorted(state_dir.parent.glob("*.supervisor.log"))
     logs += sorted((state_dir / "pods").glob("*/*.log"))[-6:]
     for path in logs:

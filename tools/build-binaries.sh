@@ -21,6 +21,11 @@ need=(kube-apiserver kube-controller-manager kube-scheduler etcd helm)
 
 complete() { for b in "${need[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if complete; then echo "$out"; exit 0; fi
+# one build at a time: a second caller (another test worker, a second make) waits, then finds it done
+mkdir -p "$cache_root"
+exec 9>"$out.lock"
+flock 9
+if complete; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-binaries: Go is required (go 1.26+) and was not found on PATH" >&2; exit 1; }
 mkdir -p "$out.partial"

@@ -19,6 +19,11 @@ out="$cache_root/vcluster-$VCLUSTER_VERSION-kine-$KINE_VERSION"
 chart="vcluster-${VCLUSTER_VERSION#v}.tgz"
 complete() { [ -x "$out/vcluster" ] && [ -x "$out/kine" ] && [ -f "$out/$chart" ]; }
 if complete; then echo "$out"; exit 0; fi
+# one build at a time: a second caller (another test worker, a second make) waits, then finds it done
+mkdir -p "$cache_root"
+exec 9>"$out.lock"
+flock 9
+if complete; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-vcluster: Go is required (go 1.26+) and was not found on PATH" >&2; exit 1; }
 helm=${HELM:-$(command -v helm || true)}
