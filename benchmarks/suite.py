@@ -17,7 +17,6 @@ from urllib.parse import urlparse
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
-import vcluster_real
 from localcluster import ClusterState
 from localcluster.processes import wait_for
 from tests.hub import NOTEBOOK_IMAGE, Hub
@@ -116,8 +115,6 @@ class Bench:
 
     async def hub(self, name: str, config: str, snippets: tuple[str, ...] = ()) -> Hub:
         config += f"\nc.VClusterSpawner.helm_binary = {str(self.helm_binary)!r}\n"
-        if self.settings.vcluster == "real":   # upstream's chart, packaged from its module
-            config += f"c.VClusterSpawner.vcluster_chart = {str(vcluster_real.chart(self.cluster.binaries))!r}\n"
         return await Hub(self.workdir / name, self.hub_cluster, config, snippets=snippets).start()
 
     async def remove_users(self, hub: Hub, users: list[str], always: bool = False) -> None:

@@ -21,7 +21,7 @@ import yarl
 from localcluster import ClusterState
 from localcluster.processes import die_with_parent, free_port, wait_for
 
-from .vclusters import CHART
+from .vclusters import vcluster_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_D = ROOT / "jupyterhub_config.d"
@@ -57,16 +57,16 @@ class Hub:
     Python appended to the generated jupyterhub_config.py."""
 
     def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: Hub | None = None,
-                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None, chart: Path = CHART):
+                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None, chart: Path | None = None):
         """``restart_of``: a stopped hub whose database, ports and token this one takes over.
         ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
         loads them after its own settings). ``kubeconfig``: the hub's (and its helm's) identity
         on the host; default: cluster admin. ``chart``: the vCluster chart the spawner installs
-        (default: the emulation's; ``vcluster_real.chart()`` on a cluster running the real one)."""
+        (default: upstream's, ``vcluster_chart()``, on either cluster)."""
         self.snippets = snippets
-        self.chart = restart_of.chart if restart_of else chart
+        self.chart = restart_of.chart if restart_of else (chart or vcluster_chart())
         # a real control plane starts in 20-40 s alone, several at once on 2 cores take minutes
-        self.start_timeout = 240 if self.chart == CHART else 600
+        self.start_timeout = 600
         self.workdir = workdir
         self.cluster = cluster
         self.kubeconfig = kubeconfig or (restart_of.kubeconfig if restart_of else cluster.admin_kubeconfig)

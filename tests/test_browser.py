@@ -15,7 +15,6 @@ import pytest
 from kubernetes_asyncio import client
 from playwright.async_api import async_playwright, expect
 
-import vcluster_real
 from localcluster.processes import free_port
 
 from .conftest import ARTIFACTS
@@ -48,7 +47,7 @@ c.VClusterSpawner.stop_action = "delete"
 c.Authenticator.admin_users = {{"alice"}}
 c.VClusterHub.status_port = {free_port()}
 '''
-    hub = Hub(tmp_path / "hub", real_cluster, config, chart=vcluster_real.chart(real_cluster.binaries),
+    hub = Hub(tmp_path / "hub", real_cluster, config,
               snippets=("10-vcluster-spawner.py", "20-profiles.py", "30-idle-culler.py", "50-status-service.py"))
     await hub.start()
     page = None

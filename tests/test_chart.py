@@ -17,7 +17,7 @@ from traitlets.config import Config
 from vcluster_spawner.values import computed_values, vcluster_values
 
 from .chart_support import CHART, KUBE_VERSION, cluster_role_rules, namespace_objects, render, run_helm, values_file
-from .vclusters import CHART as VCLUSTER_CHART
+from .vclusters import vcluster_chart
 
 pytestmark = pytest.mark.chart
 
@@ -110,7 +110,7 @@ def test_the_hub_holds_everything_the_vcluster_chart_grants(tmp_path):
     hub_rules, namespace_rules = cluster_role_rules(manifests, "vcs-hub"), cluster_role_rules(manifests)
     values = vcluster_values({}, computed_values("vc-amy", "vc-amy", "default", external_host="amy.x.org",
                                                  external_context="amy"))
-    out = run_helm("template", "vc-amy", str(VCLUSTER_CHART), "--namespace", "vc-amy",
+    out = run_helm("template", "vc-amy", str(vcluster_chart()), "--namespace", "vc-amy", "--kube-version", KUBE_VERSION,
                    "--values", str(values_file(values, tmp_path)), home=tmp_path).stdout
     granted = [d for d in yaml.safe_load_all(out) if d and d["kind"] in ("Role", "ClusterRole")]
     assert {d["kind"] for d in granted} == {"Role"}

@@ -8,9 +8,9 @@ rule of the chart's ClusterRole removed in turn (the live object patched) makes 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +36,7 @@ from .chart_support import (
     write_chart_config,
 )
 from .hub import Hub
-from .vclusters import CHART as VCLUSTER_CHART
+from .vclusters import vcluster_chart
 
 pytestmark = [pytest.mark.chart, pytest.mark.hub]
 
@@ -47,7 +47,7 @@ STORE = f"s3-{RUN}"          # the operator's namespace of S3 credentials (rbac.
 CHART_VALUES = {
     "hub": {"serviceAccount": {"create": True}},
     "rbac": {"secretNamespaces": [STORE]},
-    "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(VCLUSTER_CHART),
+    "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(vcluster_chart()),
                 "externalApiHostTemplate": "{username}.vc.example.org"},
     "routes": {"kind": "ingress-nginx", "controller": {"namespace": "ingress-nginx"}},
 }
@@ -82,8 +82,9 @@ class Setup:
         await self.rbac.create_namespaced_role_binding(self.probe, hub_role_binding(
             NAMESPACE_ROLE, f"{self.namespace}/hub"))
         # a vCluster chart one version newer: `helm upgrade` then patches every object (labels)
-        self.bumped = self.workdir / "vcluster-0.36.2"
-        shutil.copytree(VCLUSTER_CHART, self.bumped)
+        with tarfile.open(vcluster_chart()) as packaged:
+            packaged.extractall(self.workdir / "vcluster-0.36.2", filter="data")
+        self.bumped = self.workdir / "vcluster-0.36.2" / "vcluster"
         chart = yaml.safe_load((self.bumped / "Chart.yaml").read_text())
         (self.bumped / "Chart.yaml").write_text(yaml.safe_dump({**chart, "version": "0.36.2"}))
 

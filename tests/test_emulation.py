@@ -15,8 +15,9 @@ from kubernetes_asyncio.client.rest import ApiException
 from localcluster.processes import holds, wait_for
 from vcluster_spawner.translate import host_name
 
+from .chart_support import KUBE_VERSION
 from .helpers import gone, pod_phase, pod_ready, python_pod
-from .vclusters import CHART, helm, install, new_namespace, virtual_client, wait_ready
+from .vclusters import helm, install, new_namespace, vcluster_chart, virtual_client, wait_ready
 
 pytestmark = pytest.mark.emulation
 
@@ -55,12 +56,14 @@ async def scale(kube, ns, replicas):
     ("syncer.extraArgs={x}", "additional properties 'syncer' not allowed"),
 ])
 async def test_unknown_or_removed_values_keys_are_rejected(cluster, bad, message):
-    code, out = await helm(cluster, "template", "vc", str(CHART), "--set", bad, check=False)
+    code, out = await helm(cluster, "template", "vc", str(vcluster_chart()), "--set", bad, check=False)
     assert code != 0 and message in out
 
 
 async def test_chart_renders_upstream_host_objects(cluster):
-    _, out = await helm(cluster, "template", "alice", str(CHART), "-n", "user-alice", "--set",
+    # as on install: upstream renders the claim retention policy only for Kubernetes 1.27+
+    _, out = await helm(cluster, "template", "alice", str(vcluster_chart()), "-n", "user-alice",
+                        "--kube-version", KUBE_VERSION, "--set",
                         "sync.fromHost.secrets.enabled=true", "--set",
                         "sync.fromHost.secrets.mappings.byName.user-alice-secrets/s3=default/s3")
     objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}

@@ -16,7 +16,7 @@ from vcluster_spawner.helm import ChartRef, Helm
 from vcluster_spawner.vcluster import Ref, VClusterOps
 
 from .chart_support import values_file
-from .vclusters import CHART, new_namespace
+from .vclusters import new_namespace, vcluster_chart
 
 pytestmark = [pytest.mark.cluster, pytest.mark.emulation]
 
@@ -53,10 +53,10 @@ NEVER_READY = {"controlPlane": {"statefulSet": {"image": {"registry": "unpulled.
 async def test_a_release_an_interrupted_helm_left_pending_is_recovered(kube, helm_env, tmp_path):
     helm, namespace, name = helm_env, await new_namespace(kube), "vc-interrupted"
     ops = VClusterOps(client.CoreV1Api(kube), client.AppsV1Api(kube), helm)
-    ref, chart = Ref(namespace, name), ChartRef(str(CHART))
+    ref, chart = Ref(namespace, name), ChartRef(str(vcluster_chart()))
     values = {"telemetry": {"enabled": False}}
     try:
-        await kill_when(helm, name, namespace, "pending-install", "upgrade", "--install", name, str(CHART),
+        await kill_when(helm, name, namespace, "pending-install", "upgrade", "--install", name, str(vcluster_chart()),
                         "--namespace", namespace, "--wait", "--values", str(values_file(values, tmp_path)),
                         "--values", str(values_file(NEVER_READY, tmp_path)))
         told: list[str] = []
@@ -65,7 +65,7 @@ async def test_a_release_an_interrupted_helm_left_pending_is_recovered(kube, hel
         assert await helm.pending(name, namespace) is None
 
         changed = {**values, "controlPlane": {"statefulSet": {"annotations": {"revision": "2"}}}}
-        await kill_when(helm, name, namespace, "pending-upgrade", "upgrade", "--install", name, str(CHART),
+        await kill_when(helm, name, namespace, "pending-upgrade", "upgrade", "--install", name, str(vcluster_chart()),
                         "--namespace", namespace, "--wait", "--values", str(values_file(changed, tmp_path)),
                         "--values", str(values_file(NEVER_READY, tmp_path)))
         told.clear()
@@ -84,7 +84,7 @@ async def test_a_cancelled_helm_is_stopped_gently_and_leaves_nothing_pending(kub
     records the interruption itself, so the next start has nothing to recover."""
     helm, namespace, name = helm_env, await new_namespace(kube), "vc-cancelled"
     try:
-        install = asyncio.ensure_future(helm._run("upgrade", "--install", name, str(CHART), "--namespace", namespace,
+        install = asyncio.ensure_future(helm._run("upgrade", "--install", name, str(vcluster_chart()), "--namespace", namespace,
                                                   "--wait", "--timeout", "120s", what="helm install"))
 
         async def pending():

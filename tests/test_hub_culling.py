@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-import vcluster_real
 from localcluster.processes import wait_for
 
 from .hub import Hub
@@ -26,8 +25,7 @@ async def test_culling_an_idle_server_puts_its_vcluster_to_sleep(real_cluster, r
     """On the real vCluster: provisioned asleep by the operator, woken by the start, paused
     upstream's way after the cull."""
     kube = real_kube
-    hub = Hub(tmp_path / "hub", real_cluster, CULLER, snippets=("10-vcluster-spawner.py", "30-idle-culler.py"),
-              chart=vcluster_real.chart(real_cluster.binaries))
+    hub = Hub(tmp_path / "hub", real_cluster, CULLER, snippets=("10-vcluster-spawner.py", "30-idle-culler.py"))
     await hub.start()
     try:
         await hub.add_user("ivy")

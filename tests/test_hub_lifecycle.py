@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio import client
 
-import vcluster_real
 from localcluster.processes import wait_for
 from vcluster_spawner.helm import Helm
 from vcluster_spawner.vcluster import Ref, State, Superseded, VClusterOps
@@ -35,8 +34,7 @@ async def test_lifecycle_service_repairs_drift_then_deletes_an_expired_vcluster_
     """On the real vCluster: the drift repaired on a control plane still starting, the expired
     vCluster uninstalled with its data volume."""
     kube = real_kube
-    hub = Hub(tmp_path / "hub", real_cluster, LIFECYCLE, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"),
-              chart=vcluster_real.chart(real_cluster.binaries))
+    hub = Hub(tmp_path / "hub", real_cluster, LIFECYCLE, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
     await hub.start()
     core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
     try:

@@ -13,7 +13,6 @@ import re
 import pytest
 from kubernetes_asyncio import client
 
-import vcluster_real
 from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL
 from vcluster_spawner.ownership import USERNAME_LABEL
@@ -69,8 +68,7 @@ async def remove_pool(cluster, core) -> None:
 
 async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(real_cluster, real_kube, tmp_path):
     core = client.CoreV1Api(real_kube)
-    hub = Hub(tmp_path / "hub", real_cluster, POOLED, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"),
-              chart=vcluster_real.chart(real_cluster.binaries))
+    hub = Hub(tmp_path / "hub", real_cluster, POOLED, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
     await hub.start()
     try:
         first = await a_member_ready(core)
@@ -143,8 +141,7 @@ c.VClusterSpawner.profile_list = [
 async def test_the_spawn_page_wakes_the_vcluster_and_it_sleeps_again_without_a_start(real_cluster, real_kube,
                                                                                      tmp_path):
     apps = client.AppsV1Api(real_kube)
-    hub = Hub(tmp_path / "hub", real_cluster, WAKE_AHEAD, snippets=("10-vcluster-spawner.py",),
-              chart=vcluster_real.chart(real_cluster.binaries))
+    hub = Hub(tmp_path / "hub", real_cluster, WAKE_AHEAD, snippets=("10-vcluster-spawner.py",))
     await hub.start()
     browser = None
     try:

@@ -10,7 +10,6 @@ import asyncio
 import pytest
 from kubernetes_asyncio import client
 
-import vcluster_real
 from localcluster.processes import wait_for
 
 from .helpers import gone
@@ -103,7 +102,7 @@ async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(real_cluster, re
     creates it anew."""
     kube = real_kube
     # defaults: dynamic, stop action delete
-    hub = await Hub(tmp_path / "hub", real_cluster, chart=vcluster_real.chart(real_cluster.binaries)).start()
+    hub = await Hub(tmp_path / "hub", real_cluster).start()
     try:
         await hub.add_user("dora")
         assert (await hub.start_server("dora"))[-1].get("ready"), hub.log_tail()

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-import vcluster_real
 from localcluster import ClusterState
 from localcluster.processes import wait_for
 from vcluster_spawner.helm import ChartRef, Helm
@@ -29,8 +28,7 @@ from .helpers import gone
 from .hub import Hub
 from .test_lifecycle import assert_asleep, notebook_status
 from .test_storage import notebook_exec, read_file, write_file
-from .vclusters import CHART as EMULATED_CHART
-from .vclusters import helm, virtual_client
+from .vclusters import helm, vcluster_chart, virtual_client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_vcluster]
 
@@ -46,7 +44,7 @@ NOTEBOOK_LIKE = {   # what Pod Security "restricted" inside the vCluster lets a 
 async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(real_cluster, real_kube, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(real_cluster.admin_kubeconfig))   # helm's identity
     core, apps = client.CoreV1Api(real_kube), client.AppsV1Api(real_kube)
-    chart = vcluster_real.chart(real_cluster.binaries)
+    chart = vcluster_chart()
     ops = VClusterOps(core, apps, Helm(str(real_cluster.binaries / "helm"), timeout=600))
     refs = [Ref(f"vc-real{i}", f"vc-real{i}") for i in (1, 2)]
     virtuals = {ref: VirtualClient(ref, core, API_URL) for ref in refs}
@@ -125,8 +123,7 @@ async def test_a_users_notebook_runs_in_a_real_vcluster_and_keeps_its_home_acros
     and reaches its API with the kubeconfig it was given, a stop puts it to sleep, a start wakes
     it with the home directory as it was and a kubeconfig that works (upstream rotates
     certificates while running, since 0.34)."""
-    chart = vcluster_real.chart(real_cluster.binaries)
-    hub = await Hub(tmp_path / "hub", real_cluster, 'c.VClusterSpawner.stop_action = "sleep"\n', chart=chart).start()
+    hub = await Hub(tmp_path / "hub", real_cluster, 'c.VClusterSpawner.stop_action = "sleep"\n').start()
     try:
         await hub.add_user("rita")
         events = await hub.start_server("rita", timeout=600)
@@ -217,8 +214,8 @@ async def test_the_emulations_host_pod_matches_the_real_syncers_field_by_field(c
                                                                                   real_kube):
     ref = Ref("vc-diff", "vc-diff")   # the same names on both clusters: names and hashes compare
     try:
-        emulated = comparable(await synced_host_pod(cluster, kube, str(EMULATED_CHART), ref))
-        real = comparable(await synced_host_pod(real_cluster, real_kube, str(vcluster_real.chart(real_cluster.binaries)),
+        emulated = comparable(await synced_host_pod(cluster, kube, str(vcluster_chart()), ref))
+        real = comparable(await synced_host_pod(real_cluster, real_kube, str(vcluster_chart()),
                                                 ref))
     finally:
         for api in (kube, real_kube):

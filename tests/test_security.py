@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import pytest
 from kubernetes_asyncio import client, config
 
-import vcluster_real
 from localcluster import ClusterState
 from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
@@ -107,8 +106,7 @@ class World:
 @pytest.fixture(scope="module")
 async def world(real_cluster, real_kube, tmp_path_factory):
     hub = await Hub(tmp_path_factory.mktemp("security") / "hub", real_cluster,
-                    SLEEP_ON_STOP + PROFILES,
-                    chart=vcluster_real.chart(real_cluster.binaries)).start()
+                    SLEEP_ON_STOP + PROFILES).start()
     try:
         await asyncio.gather(started(hub, ATTACKER), started(hub, VICTIM))
         tenant = await tenant_client(real_kube, ATTACKER)

@@ -20,7 +20,6 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-import vcluster_real
 from localcluster.podshell import exec_in_container
 from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
@@ -155,7 +154,7 @@ async def test_home_survives_every_lifecycle_event(real_cluster, real_kube, tmp_
     """On the real vCluster: its own syncer and helm uninstall's garbage collection take the
     synced claim, the control plane's data volume goes with a delete (docs/real-vcluster.md)."""
     user, cluster, kube = "hana", real_cluster, real_kube
-    hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP, chart=vcluster_real.chart(cluster.binaries)).start()
+    hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP).start()
     files: dict[str, bytes] = {}
     try:
         await hub.add_user(user)

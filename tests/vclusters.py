@@ -1,4 +1,5 @@
-"""Helpers for tests that install (emulated) vClusters with the real helm binary."""
+"""Helpers for tests that install vClusters (upstream's chart; the real control plane or the
+emulation's, as the cluster runs it) with the real helm binary."""
 
 from __future__ import annotations
 
@@ -7,16 +8,25 @@ import base64
 import os
 import tempfile
 import uuid
+from functools import cache
 from pathlib import Path
 
 import yaml
 from kubernetes_asyncio import client
 
+import vcluster_real
 from localcluster import ClusterState
+from localcluster.binaries import ensure_binaries
 from localcluster.kube import api_client
 from localcluster.processes import wait_for
 
-CHART = Path(__file__).resolve().parent.parent / "vcluster_emulation" / "chart" / "vcluster"
+
+@cache
+def vcluster_chart() -> Path:
+    """Upstream's vCluster chart at 0.36.1, packaged by tools/build-vcluster.sh: both local
+    clusters install it; one runs its control plane for real, the other emulates it (the
+    ``ghcr.io/loft-sh/vcluster-*`` image rule of the cluster decides, docs/vcluster-emulation.md)."""
+    return vcluster_real.chart(ensure_binaries())
 
 
 async def helm(cluster: ClusterState, *args: str, check: bool = True) -> tuple[int, str]:
@@ -34,7 +44,7 @@ async def helm(cluster: ClusterState, *args: str, check: bool = True) -> tuple[i
 async def install(cluster: ClusterState, name: str, namespace: str, values: dict | None = None) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump({"telemetry": {"enabled": False}, **(values or {})}, f)
-    await helm(cluster, "upgrade", "--install", name, str(CHART), "-n", namespace, "-f", f.name)
+    await helm(cluster, "upgrade", "--install", name, str(vcluster_chart()), "-n", namespace, "-f", f.name)
 
 
 async def new_namespace(kube: client.ApiClient, prefix: str = "vc") -> str:

@@ -22,6 +22,7 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+import vcluster_real
 from localcluster.kube import api_client
 from vcluster_spawner.vcluster import read_or_none
 
@@ -196,3 +197,8 @@ def register(cluster) -> None:
         startup_delay=float(os.environ.get(DELAY_ENV, "0")),
     )
     register_simulator("vcluster", lambda kubelet: VClusterSimulator(kubelet, host))
+    # the chart is upstream's (vcluster_real.chart): its init container copies the Kubernetes
+    # image's binaries, as on the real one; only the syncer container is simulated
+    built = vcluster_real.build(cluster.binaries / "helm")
+    cluster.images = cluster.images.extended([vcluster_real.KUBERNETES_IMAGE_RULE], source=__name__,
+                                             vcluster_kubernetes=str(vcluster_real.kubernetes_image(cluster, built)))

@@ -38,9 +38,13 @@ def chart(binaries: Path) -> Path:
     return build(binaries / "helm") / f"vcluster-{VERSION}.tgz"
 
 
-def register(cluster) -> None:
-    """localcluster plugin hook."""
-    built = build(cluster.binaries / "helm")
+# the chart's init container `kubernetes` copies this image's /kubernetes to /binaries
+KUBERNETES_IMAGE_RULE = {"image": "ghcr.io/loft-sh/kubernetes:*", "run": {"content": {"/kubernetes": "{vcluster_kubernetes}"}}}
+
+
+def kubernetes_image(cluster, built: Path) -> Path:
+    """The content of upstream's Kubernetes image on ``cluster`` (``built``: what ``build``
+    returned): links to the host's control-plane binaries, helm and kine."""
     kubernetes = cluster.state_dir / "images" / "loft-sh-kubernetes"
     kubernetes.mkdir(parents=True, exist_ok=True)
     sources = {name: cluster.binaries / name for name in KUBERNETES_IMAGE_FILES} | {"kine": built / "kine"}
@@ -48,12 +52,18 @@ def register(cluster) -> None:
         link = kubernetes / name
         if not link.is_symlink():
             link.symlink_to(source)   # `cp -r` in the init container copies the link, not 100 MB
+    return kubernetes
+
+
+def register(cluster) -> None:
+    """localcluster plugin hook."""
+    built = build(cluster.binaries / "helm")
     cluster.images = cluster.images.extended([
         {"image": "ghcr.io/loft-sh/vcluster-*",
          "run": {"entrypoint": ["/vcluster", "start"], "content": {"/vcluster": "{vcluster}/vcluster"},
                  # binds 127.0.0.1:6443, :10257, :2381, :10099 and 0.0.0.0:8443
                  "network": "own"}},
-        {"image": "ghcr.io/loft-sh/kubernetes:*", "run": {"content": {"/kubernetes": "{vcluster_kubernetes}"}}},
+        KUBERNETES_IMAGE_RULE,
         # CoreDNS inside the vCluster is not built here: Running and Ready, no DNS served
         {"image": "docker.io/coredns/coredns:*", "simulate": "plain"},
-    ], source=__name__, vcluster=str(built), vcluster_kubernetes=str(kubernetes))
+    ], source=__name__, vcluster=str(built), vcluster_kubernetes=str(kubernetes_image(cluster, built)))
