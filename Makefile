@@ -45,6 +45,7 @@ chromium:
 # other (tests/conftest.py); PYTEST_WORKERS=0 runs everything in one process
 PYTEST_WORKERS ?= 2
 test: lint binaries chp chromium
+	@mkdir -p test-artifacts   # xdist creates --basetemp without its parents
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
 
 # ruff, configured in pyproject.toml; make test runs it first

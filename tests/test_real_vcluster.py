@@ -159,9 +159,23 @@ DIFF_POD = {   # what a tenant's pod commonly has: labels, annotations, a token,
         "volumeMounts": [{"name": "cm", "mountPath": "/etc/diff"}, {"name": "scratch", "mountPath": "/scratch"}]}],
         "volumes": [{"name": "cm", "configMap": {"name": "diff"}}, {"name": "scratch", "emptyDir": {}}]},
 }
-# Where the emulation's host pod differs from the real syncer's, and why that is acceptable (or
-# what fixes it); every other field must be equal. Paths as ``flatten`` writes them.
-KNOWN_DIFFERENCES: dict[str, str] = {}
+# the home claim's shape: a claim for a volume reserved by name (fake PV mode copies it verbatim)
+DIFF_CLAIM = {"metadata": {"name": "home", "labels": {"app": "diff"}},
+              "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": "diff-no-such-volume",
+                       "resources": {"requests": {"storage": "1Gi"}}}}
+DIFF_SERVICE = {"metadata": {"name": "web", "labels": {"app": "diff"}},
+                "spec": {"selector": {"app": "diff"}, "ports": [{"name": "http", "port": 80, "targetPort": 8888}]}}
+# the S3 credentials the spawner writes beside the vCluster; the values map them inside
+HOST_S3_SECRET = {"metadata": {"name": "jupyter-s3"}, "stringData": {"AWS_ACCESS_KEY_ID": "diff"}}
+
+# Where the emulation differs from the real syncer, and why that is acceptable; every other
+# field must be equal. Keys: regular expressions over the paths ``flatten`` writes, after
+# ``comparable``'s placeholders; "<kind> <name>" alone: an object that only one side has.
+KNOWN_DIFFERENCES: dict[str, str] = {
+    r"host Service vc-diff-node-local-node-0.*":
+        "the real syncer's fake kubelet endpoint for the node its pods run on (sync.fromHost.nodes "
+        "off: a fake node); the emulation's fake node has no kubelet endpoint, the spawner uses none",
+}
 
 
 def flatten(value, path: str = "") -> dict[str, object]:
@@ -174,49 +188,81 @@ def flatten(value, path: str = "") -> dict[str, object]:
     return {path: value}
 
 
-def comparable(pod: dict) -> dict[str, object]:
-    """A host pod's fields that the syncer decides, with per-cluster values (uids, IPs, times)
-    replaced by placeholders."""
-    pod = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "labels", "annotations", "ownerReferences")},
-           "spec": {k: v for k, v in pod["spec"].items() if k != "nodeName"}}
-    def placeholders(text: str) -> str:
-        text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", text)
-        text = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", text)
-        # the token volume's name is made by the virtual API server (5 random characters)
-        return re.sub(r"kube-api-access-[a-z0-9]{5}\b", "kube-api-access-<random>", text)
-    return {placeholders(path): placeholders(value) if isinstance(value, str) else value
-            for path, value in flatten(pod).items()}
+def placeholders(text: str) -> str:
+    """Per-cluster values (uids, loopback IPs, random suffixes) replaced, so the rest compares."""
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", text)
+    text = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", text)
+    # the token volume's name is made by the virtual API server (5 random characters)
+    return re.sub(r"kube-api-access-[a-z0-9]{5}\b", "kube-api-access-<random>", text)
 
 
-async def synced_host_pod(cluster: ClusterState, kube: client.ApiClient, chart: str, ref: Ref) -> dict:
-    """Install ``chart`` with the spawner's values, create DIFF_POD inside, return its host pod."""
+def comparable(what: str, obj: dict) -> dict[str, object]:
+    """The fields of ``obj`` a syncer decides, under the prefix ``what``, placeholders applied."""
+    meta = obj["metadata"]
+    decided = {"metadata": {k: meta.get(k) for k in ("name", "labels", "annotations", "ownerReferences")}}
+    if "spec" in obj:
+        decided["spec"] = {k: v for k, v in obj["spec"].items() if k != "nodeName"}
+    if obj.get("data") is not None:
+        decided["data"] = obj["data"]
+    return {f"{what}.{placeholders(path)}": placeholders(value) if isinstance(value, str) else value
+            for path, value in flatten(decided).items()}
+
+
+async def synced_objects(cluster: ClusterState, kube: client.ApiClient, ref: Ref) -> dict[str, object]:
+    """Install upstream's chart with the spawner's values on ``cluster``, create what a tenant
+    and the spawner commonly create (a pod using a ConfigMap, a claim, a Service; the host S3
+    Secret), and return, flattened: the host objects the syncer made from them, the virtual
+    copy of the host Secret, and which host objects of each kind exist."""
     core = client.CoreV1Api(kube)
     await core.create_namespace({"metadata": {"name": ref.namespace}})
+    await core.create_namespaced_secret(ref.namespace, HOST_S3_SECRET)
     values = Path(tempfile.mkdtemp()) / "values.yaml"
     values.write_text(yaml.safe_dump(computed_values(ref.name, ref.namespace)))
-    await helm(cluster, "upgrade", "--install", ref.name, chart, "-n", ref.namespace, "-f", str(values), "--wait",
-               "--timeout", "600s")
+    await helm(cluster, "upgrade", "--install", ref.name, str(vcluster_chart()), "-n", ref.namespace, "-f", str(values),
+               "--wait", "--timeout", "600s")
     vapi = await virtual_client(kube, ref.name, ref.namespace)
     try:
         virtual = client.CoreV1Api(vapi)
         await virtual.create_namespaced_config_map("default", {"metadata": {"name": "diff"}, "data": {"k": "v"}})
+        await virtual.create_namespaced_persistent_volume_claim("default", DIFF_CLAIM)
+        await virtual.create_namespaced_service("default", DIFF_SERVICE)
         await virtual.create_namespaced_pod("default", DIFF_POD)
 
-        async def host_pod():
-            pod = await read_or_none(core.read_namespaced_pod, f"diff-x-default-x-{ref.name}", ref.namespace)
-            return kube.sanitize_for_serialization(pod) if pod is not None else None
-        return await wait_for(host_pod, timeout=120, what=f"host pod of diff in {ref}")
+        def plain(obj) -> dict:
+            return kube.sanitize_for_serialization(obj)
+        found: dict[str, object] = {}
+        for kind, read, name in (
+                ("host Pod", core.read_namespaced_pod, "diff"),
+                ("host ConfigMap", core.read_namespaced_config_map, "diff"),
+                ("host PersistentVolumeClaim", core.read_namespaced_persistent_volume_claim, "home"),
+                ("host Service", core.read_namespaced_service, "web")):
+            host_name = f"{name}-x-default-x-{ref.name}"
+            obj = await wait_for(lambda r=read, n=host_name: read_or_none(r, n, ref.namespace), timeout=120,
+                                 what=f"{kind} {host_name} in {ref}")
+            found |= comparable(kind, plain(obj))
+        copy = await wait_for(lambda: read_or_none(virtual.read_namespaced_secret, "s3-credentials", "default"),
+                              timeout=60, what=f"the S3 credentials inside {ref}")
+        found |= comparable("virtual Secret", plain(copy))
+        for kind, listing in (("Service", core.list_namespaced_service), ("ConfigMap", core.list_namespaced_config_map),
+                              ("Secret", core.list_namespaced_secret),
+                              ("PersistentVolumeClaim", core.list_namespaced_persistent_volume_claim),
+                              ("ServiceAccount", core.list_namespaced_service_account)):
+            for item in (await listing(ref.namespace)).items:
+                if not item.metadata.name.startswith("sh.helm.release."):   # helm's, one per revision
+                    found[f"host {kind} {item.metadata.name}"] = "exists"
+        return found
     finally:
         await vapi.close()
 
 
-async def test_the_emulations_host_pod_matches_the_real_syncers_field_by_field(cluster, kube, real_cluster,
-                                                                                  real_kube):
+async def test_the_emulation_syncs_what_the_real_syncer_syncs_field_by_field(cluster, kube, real_cluster, real_kube):
+    """The same chart and values on both clusters, the same tenant objects inside: the host
+    objects the emulated syncer makes (and the Secret it imports) equal the real syncer's,
+    field by field, but for KNOWN_DIFFERENCES."""
     ref = Ref("vc-diff", "vc-diff")   # the same names on both clusters: names and hashes compare
     try:
-        emulated = comparable(await synced_host_pod(cluster, kube, str(vcluster_chart()), ref))
-        real = comparable(await synced_host_pod(real_cluster, real_kube, str(vcluster_chart()),
-                                                ref))
+        emulated = await synced_objects(cluster, kube, ref)
+        real = await synced_objects(real_cluster, real_kube, ref)
     finally:
         for api in (kube, real_kube):
             await client.CoreV1Api(api).delete_namespace(ref.namespace)
@@ -224,3 +270,4 @@ async def test_the_emulations_host_pod_matches_the_real_syncers_field_by_field(c
                    for path in sorted(set(emulated) | set(real)) if emulated.get(path) != real.get(path)}
     unexplained = {p: d for p, d in differences.items() if not any(re.fullmatch(k, p) for k in KNOWN_DIFFERENCES)}
     assert not unexplained, "emulated vs real:\n" + "\n".join(f"{p}: {e!r} vs {r!r}" for p, (e, r) in unexplained.items())
+    assert any(p.startswith("host Pod.spec.") for p in emulated), "the comparison compared nothing"
