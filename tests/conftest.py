@@ -103,18 +103,18 @@ async def namespace(kube) -> str:
         pass
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
-def pytest_collection_modifyitems(items):
+def pytest_itemcollected(item):
     """Every test that uses the real vCluster, directly or through a fixture, is marked
     ``real_vcluster`` (``pytest -m real_vcluster`` selects them all); each test is put in the
-    xdist group of the cluster it needs (the real one when it needs both)."""
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        if "real_cluster" in fixtures:
-            item.add_marker(pytest.mark.real_vcluster)
-            item.add_marker(pytest.mark.xdist_group(REAL_GROUP))
-        elif "cluster" in fixtures:
-            item.add_marker(pytest.mark.xdist_group(EMULATION_GROUP))
+    xdist group of the cluster it needs (the real one when it needs both). Done as each item is
+    collected: xdist reads the groups in its own pytest_collection_modifyitems, which a
+    conftest's implementation of that hook does not reliably precede."""
+    fixtures = getattr(item, "fixturenames", ())
+    if "real_cluster" in fixtures:
+        item.add_marker(pytest.mark.real_vcluster)
+        item.add_marker(pytest.mark.xdist_group(REAL_GROUP))
+    elif "cluster" in fixtures:
+        item.add_marker(pytest.mark.xdist_group(EMULATION_GROUP))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,4 +1,4 @@
-"""Pod ``N-0`` of the stand-in chart: what the ``syncer`` container does when it starts.
+"""Pod ``N-0`` of upstream's vCluster chart: what the emulated ``syncer`` container does when it starts.
 
 Registered with the local kubelet as ``simulate: vcluster``. On start it reads the rendered
 ``vcluster.yaml`` from its mounted ``vc-config-N`` volume, refuses to run beside another
