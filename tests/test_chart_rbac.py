@@ -231,7 +231,9 @@ async def check_selectors(s: Setup, user: str, policies, ingress) -> None:
         for peer in rule._from:
             assert _selected(peer.namespace_selector, hub_namespace.metadata.labels)
     api_rule = by_name["vcluster-spawner-api-from-hub"].ingress[0]
-    assert [p.port for p in api_rule.ports] == [control_plane.spec.containers[0].ports[0].container_port]
+    # upstream's syncer container declares no port: the API Service's target is the one
+    api_service = await s.core.read_namespaced_service(name, ns)
+    assert [p.port for p in api_rule.ports] == [next(p.target_port for p in api_service.spec.ports if p.name == "https")]
     assert {p.namespace_selector.match_labels["kubernetes.io/metadata.name"] for p in api_rule._from} == {
         s.namespace, "ingress-nginx"}
     # the spawner's namespace labels, which operators' own selectors may use

@@ -67,6 +67,34 @@ def test_pod_spec_rewrites():
     assert spec["hostAliases"][0]["ip"] == "127.99.0.5"
 
 
+def test_service_links_become_variables_and_the_pods_own_win():
+    """upstream pods/translate envvars.go: each virtual Service with a cluster IP in the pod's
+    namespace, when the pod enables service links (the virtual API server's default)."""
+    web = {"metadata": {"name": "my-web"}, "spec": {"clusterIP": "127.99.0.7", "ports": [
+        {"name": "http", "port": 80}, {"port": 53, "protocol": "UDP"}]}}
+    headless = {"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}
+    pod = virtual_pod()
+    pod["spec"]["enableServiceLinks"] = True
+    pod["spec"]["containers"][0]["env"].append({"name": "MY_WEB_SERVICE_PORT", "value": "mine"})
+    env = tr.translate_pod(pod, vcluster="vc", host_namespace="user-a", owner=None, workload_sa="w",
+                           kubernetes_ip="127.99.0.5", dns_ip="127.99.0.10", cluster_domain="cluster.local",
+                           token=None, services=[web, headless])["spec"]["containers"][0]["env"]
+    values = {e["name"]: e.get("value") for e in env}
+    assert values["MY_WEB_SERVICE_HOST"] == "127.99.0.7" and values["MY_WEB_SERVICE_PORT_HTTP"] == "80"
+    assert values["MY_WEB_PORT"] == "tcp://127.99.0.7:80" and values["MY_WEB_PORT_53_UDP"] == "udp://127.99.0.7:53"
+    assert values["MY_WEB_PORT_53_UDP_PROTO"] == "udp" and values["MY_WEB_PORT_80_TCP_ADDR"] == "127.99.0.7"
+    assert values["MY_WEB_SERVICE_PORT"] == "mine" and [e["name"] for e in env].count("MY_WEB_SERVICE_PORT") == 1
+    assert not any(name.startswith("DB_") for name in values)
+    added = [e["name"] for e in env][:[e["name"] for e in env].index("NS")]
+    assert added == sorted(added) and "KUBERNETES_SERVICE_HOST" in added
+    pod["spec"]["enableServiceLinks"] = False
+    env = tr.translate_pod(pod, vcluster="vc", host_namespace="user-a", owner=None, workload_sa="w",
+                           kubernetes_ip="127.99.0.5", dns_ip="127.99.0.10", cluster_domain="cluster.local",
+                           token=None, services=[web])["spec"]["containers"][0]["env"]
+    assert not any(e["name"].startswith("MY_WEB_") and e["name"] != "MY_WEB_SERVICE_PORT" for e in env)
+    assert any(e["name"] == "KUBERNETES_SERVICE_HOST" for e in env)
+
+
 def test_pod_token_lives_in_an_annotation():
     pod = translate()
     tokens = {k: v for k, v in pod["metadata"]["annotations"].items() if k.startswith(tr.TOKEN_PREFIX)}

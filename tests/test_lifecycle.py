@@ -340,7 +340,8 @@ c.VClusterSpawner.profile_list = [
         await hub.add_user("pia")
         assert (await hub.start_server("pia", options={"profile": "quota"}))[-1].get("ready"), hub.log_tail()
         quota = await client.CoreV1Api(kube).read_namespaced_resource_quota("vc-vc-pia", "vc-pia")
-        assert quota.spec.hard == {"count/pods": "7"}
+        # the profile's value over upstream's default quota (policies.resourceQuota.quota)
+        assert quota.spec.hard["count/pods"] == "7" and quota.spec.hard["count/secrets"] == "100", quota.spec.hard
         await hub.stop_server("pia")
         status, body = await hub.api("POST", "/users/pia/server", {"profile": "no-such-profile"})
         assert status == 400 and "no-such-profile" in body["message"], body

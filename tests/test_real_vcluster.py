@@ -193,7 +193,9 @@ def placeholders(text: str) -> str:
     text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uid>", text)
     text = re.sub(r"\b127\.\d+\.\d+\.\d+\b", "<ip>", text)
     # the token volume's name is made by the virtual API server (5 random characters)
-    return re.sub(r"kube-api-access-[a-z0-9]{5}\b", "kube-api-access-<random>", text)
+    text = re.sub(r"kube-api-access-[a-z0-9]{5}\b", "kube-api-access-<random>", text)
+    # a Deployment's pod: its template's hash and 5 random characters (CoreDNS's token Secret)
+    return re.sub(r"-[a-z0-9]{8,10}-[a-z0-9]{5}-sa-token\b", "-<template-hash>-<random>-sa-token", text)
 
 
 def comparable(what: str, obj: dict) -> dict[str, object]:
@@ -243,13 +245,17 @@ async def synced_objects(cluster: ClusterState, kube: client.ApiClient, ref: Ref
         copy = await wait_for(lambda: read_or_none(virtual.read_namespaced_secret, "s3-credentials", "default"),
                               timeout=60, what=f"the S3 credentials inside {ref}")
         found |= comparable("virtual Secret", plain(copy))
+        async def coredns_synced():   # CoreDNS's pod, with its ConfigMap and token, as on any start
+            return [p for p in (await core.list_namespaced_pod(ref.namespace)).items if p.metadata.name.startswith("coredns-")
+                    and p.status.phase == "Running"]
+        await wait_for(coredns_synced, timeout=120, what=f"CoreDNS of {ref} running on the host")
         for kind, listing in (("Service", core.list_namespaced_service), ("ConfigMap", core.list_namespaced_config_map),
                               ("Secret", core.list_namespaced_secret),
                               ("PersistentVolumeClaim", core.list_namespaced_persistent_volume_claim),
                               ("ServiceAccount", core.list_namespaced_service_account)):
             for item in (await listing(ref.namespace)).items:
                 if not item.metadata.name.startswith("sh.helm.release."):   # helm's, one per revision
-                    found[f"host {kind} {item.metadata.name}"] = "exists"
+                    found[f"host {kind} {placeholders(item.metadata.name)}"] = "exists"
         return found
     finally:
         await vapi.close()

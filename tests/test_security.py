@@ -365,7 +365,9 @@ GENERATED_NAMES = [f"alice{RUN}@example.org", f"jürgen.müller{RUN}", f"o'brien
                    f"near.miss{RUN}", f"near-miss{RUN}"]
 
 
-async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(cluster, kube, tmp_path):
+async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(real_cluster, real_kube, tmp_path):
+    """On the real vCluster: each name's release, Services and certificates are upstream's."""
+    cluster, kube = real_cluster, real_kube
     hub = await Hub(tmp_path / "hub", cluster).start()
     core = client.CoreV1Api(kube)
     try:

@@ -279,8 +279,10 @@ asyncio.run(main())
 """
 
 
-async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, tmp_path):
-    """Also: S3 credentials copied from an existing host Secret named by a template."""
+async def test_users_manage_their_own_vcluster_and_nothing_else(real_cluster, real_kube, tmp_path):
+    """Also: S3 credentials copied from an existing host Secret named by a template. On the real
+    vCluster: the notebook's in-cluster token and the kubeconfig it was given are upstream's."""
+    cluster, kube = real_cluster, real_kube
     core = client.CoreV1Api(kube)
     store = f"s3-store-{secrets.token_hex(3)}"
     await core.create_namespace({"metadata": {"name": store}})
@@ -351,9 +353,11 @@ c.VClusterSpawner.user_namespace_objects = [{
         await core.delete_namespace(store)
 
 
-async def test_no_secret_value_leaks_and_credentials_refresh(cluster, kube, tmp_path):
+async def test_no_secret_value_leaks_and_credentials_refresh(real_cluster, real_kube, tmp_path):
     """Canary values in the S3 credentials, searched (raw and base64) in the hub's log and
-    database, the host and virtual events, and the host pod specs after a full lifecycle."""
+    database, the host and virtual events, and the host pod specs after a full lifecycle. On
+    the real vCluster: its own secret sync imports the credentials and its events are searched."""
+    cluster, kube = real_cluster, real_kube
     source = tmp_path / "s3-source.json"
     first, second = (f"canary-{secrets.token_hex(12)}" for _ in range(2))
     source.write_text(json.dumps({"AWS_ACCESS_KEY_ID": "cora", "AWS_SECRET_ACCESS_KEY": first,

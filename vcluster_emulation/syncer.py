@@ -160,6 +160,12 @@ class Syncer:
                 "spec": {"selector": labels, "ports": [
                     {"name": "dns-tcp", "port": 53, "targetPort": 1053, "protocol": "TCP"}]}})
         self.dns_ip = svc.spec.cluster_ip
+        if await read_or_none(self.virtual.read_namespaced_config_map, "coredns", "kube-system") is None:
+            # its Corefile, mounted by the pods as upstream's are, so synced to the host with them
+            await self.virtual.create_namespaced_config_map("kube-system", {
+                "metadata": {"name": "coredns", "labels": labels},
+                "data": {"Corefile": f".:1053 {{\n  kubernetes {self.config.cluster_domain}\n"
+                                     "  forward . /etc/resolv.conf\n}\n"}})
         apps = client.AppsV1Api(self.virtual_api)
         if await read_or_none(apps.read_namespaced_deployment, "coredns", "kube-system") is None:
             await apps.create_namespaced_deployment("kube-system", {
@@ -173,7 +179,11 @@ class Syncer:
                                              "securityContext": {"allowPrivilegeEscalation": False,
                                                                  "capabilities": {"drop": ["ALL"]},
                                                                  "readOnlyRootFilesystem": True},
-                                             "ports": [{"containerPort": 1053, "protocol": "TCP"}]}]}}}})
+                                             "ports": [{"containerPort": 1053, "protocol": "TCP"}],
+                                             "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns",
+                                                               "readOnly": True}]}],
+                             "volumes": [{"name": "config-volume", "configMap": {
+                                 "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}]}}}})
 
     async def _label_pod_security(self, namespace) -> None:
         """upstream pkg/controllers/podsecurity/podsecurity.go: when the enforce level is not
@@ -326,11 +336,13 @@ class Syncer:
             token_secret = host_name(f"{v['metadata']['name']}-sa-token", vns, self.name)
             await self._put_token_secret(token_secret, {name: token for name in tr.token_volume_names(v)})
         vnamespace = await read_or_none(self.virtual.read_namespace, vns)
+        services = (await self.virtual.list_namespaced_service(vns)).items if v["spec"].get("enableServiceLinks") else []
         body = tr.translate_pod(
             v, vcluster=self.name, host_namespace=self.ns, owner=self.owner,
             workload_sa=workload_sa, kubernetes_ip=self.kubernetes_ip,
             dns_ip=self.dns_ip, cluster_domain=self.config.cluster_domain, token=token, token_secret=token_secret,
-            vnamespace_labels=(vnamespace.metadata.labels or {}) if vnamespace is not None else {})
+            vnamespace_labels=(vnamespace.metadata.labels or {}) if vnamespace is not None else {},
+            services=[self.virtual_api.sanitize_for_serialization(s) for s in services])
         try:
             created = await self._create_on_host(self.host.create_namespaced_pod(self.ns, body), vpod, "Pod")
         except Refused:

@@ -150,15 +150,50 @@ def translate_service(vsvc: dict, vcluster: str, host_namespace: str, owner: dic
             "metadata": host_metadata(vsvc, "Service", vcluster, host_namespace, owner), "spec": spec}
 
 
+def _service_name_env(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def service_env(services: list[dict], kubernetes_ip: str) -> dict[str, str]:
+    """The variables a host pod gets for ``services`` (virtual Services with a cluster IP) and
+    for the virtual API, by name (upstream pods/translate/translator.go
+    ServicesToEnvironmentVariables and envvars.go, Kubernetes' service links)."""
+    env: dict[str, str] = {}
+    for service in services:
+        spec = service["spec"]
+        ip = spec.get("clusterIP")
+        if not ip or ip == "None" or not spec.get("ports"):
+            continue
+        prefix = _service_name_env(service["metadata"]["name"])
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(spec["ports"][0]["port"])
+        for i, port in enumerate(spec["ports"]):
+            if port.get("name"):
+                env[f"{prefix}_SERVICE_PORT_{_service_name_env(port['name'])}"] = str(port["port"])
+            protocol = port.get("protocol") or "TCP"
+            link = f"{protocol.lower()}://{ip}:{port['port']}"
+            if i == 0:
+                env[f"{prefix}_PORT"] = link
+            port_prefix = f"{prefix}_PORT_{port['port']}_{protocol.upper()}"
+            env |= {port_prefix: link, f"{port_prefix}_PROTO": protocol.lower(), f"{port_prefix}_PORT": str(port["port"]),
+                    f"{port_prefix}_ADDR": ip}
+    return env | {
+        "KUBERNETES_PORT": f"tcp://{kubernetes_ip}:443", "KUBERNETES_PORT_443_TCP": f"tcp://{kubernetes_ip}:443",
+        "KUBERNETES_PORT_443_TCP_ADDR": kubernetes_ip, "KUBERNETES_PORT_443_TCP_PORT": "443",
+        "KUBERNETES_PORT_443_TCP_PROTO": "tcp", "KUBERNETES_SERVICE_HOST": kubernetes_ip,
+        "KUBERNETES_SERVICE_PORT": "443", "KUBERNETES_SERVICE_PORT_HTTPS": "443"}
+
+
 def translate_pod(
     vpod: dict, *, vcluster: str, host_namespace: str, owner: dict | None, workload_sa: str,
     kubernetes_ip: str, dns_ip: str, cluster_domain: str, token: str | None, token_secret: str | None = None,
-    vnamespace_labels: dict[str, str] | None = None,
+    vnamespace_labels: dict[str, str] | None = None, services: list[dict] | None = None,
 ) -> dict:
     """Host pod for a virtual pod (vcluster-sync.md §3.2). ``token_secret``: the host Secret
     holding the token under each volume's name (``sync.toHost.pods.useSecretsForSATokens``,
     upstream pods/translate/translator.go), else the token goes in an annotation.
-    ``vnamespace_labels``: the labels of the pod's virtual namespace."""
+    ``vnamespace_labels``: the labels of the pod's virtual namespace; ``services``: the
+    virtual Services of its namespace (their variables when the pod enables service links)."""
     vmeta, vns = vpod["metadata"], vpod["metadata"]["namespace"]
     meta = host_metadata(vpod, "Pod", vcluster, host_namespace, owner)
     meta["labels"].update(namespace_labels(vnamespace_labels or {}, vcluster))
@@ -188,18 +223,13 @@ def translate_pod(
         meta["annotations"][token_annotation] = token
     spec["volumes"] = [_translate_volume(v, vns, vcluster, token_annotation, token_secret)
                        for v in spec.get("volumes") or []]
+    added_env = service_env((services or []) if vpod["spec"].get("enableServiceLinks") else [], kubernetes_ip)
     for container in (spec.get("initContainers") or []) + spec["containers"]:
-        env = [e for e in container.get("env") or [] if not e["name"].startswith("KUBERNETES_")]
-        container["env"] = [
-            {"name": "KUBERNETES_PORT", "value": f"tcp://{kubernetes_ip}:443"},
-            {"name": "KUBERNETES_PORT_443_TCP", "value": f"tcp://{kubernetes_ip}:443"},
-            {"name": "KUBERNETES_PORT_443_TCP_ADDR", "value": kubernetes_ip},
-            {"name": "KUBERNETES_PORT_443_TCP_PORT", "value": "443"},
-            {"name": "KUBERNETES_PORT_443_TCP_PROTO", "value": "tcp"},
-            {"name": "KUBERNETES_SERVICE_HOST", "value": kubernetes_ip},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": "443"},
-            {"name": "KUBERNETES_SERVICE_PORT_HTTPS", "value": "443"},
-        ] + [_translate_env(e, vns, vcluster) for e in env]
+        env = container.get("env") or []
+        own = {e["name"] for e in env}
+        # the pod's own variables win; the added ones come first, sorted, so that the pod's may refer to them
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(added_env.items()) if k not in own] + [
+            _translate_env(e, vns, vcluster) for e in env]
         for source in container.get("envFrom") or []:
             for key in ("secretRef", "configMapRef"):
                 if key in source:
