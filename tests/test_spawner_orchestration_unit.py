@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import kubespawner.spawner
 import pytest
 
-from vcluster_spawner.spawner import VClusterSpawner
+from vcluster_spawner.spawner import VClusterSpawner, host_refused
 
 
 class FakeLifecycle:
@@ -89,3 +89,21 @@ async def test_a_server_that_ended_on_its_own_gets_the_stop_action_from_poll(mak
     assert await spawner.poll() == 1
     await asyncio.gather(*VClusterSpawner._background)
     assert lifecycle.calls == ["sleep"]
+
+
+@pytest.mark.parametrize("message,refused", [
+    # what the real syncer 0.36.1 reported while 20 vClusters started at once; it retries this
+    ('Error syncing: patch host object: update object status: Operation cannot be fulfilled on pods '
+     '"jupyter-c20u6": the object has been modified; please apply your changes to the latest version and try again',
+     False),
+    ("Error syncing: create object: Post \"https://10.0.0.1:443/api/v1/namespaces/vc-a/pods\": context deadline exceeded",
+     False),
+    ('Error syncing to physical cluster: pods "jupyter-amy-x-default-x-vc-amy" is forbidden: violates PodSecurity '
+     '"restricted:latest": privileged', True),
+    ('Error syncing: create object: pods "x" is forbidden: ValidatingAdmissionPolicy "vcs-tenant-workloads" with binding '
+     '"vcs-tenant-workloads" denied request: volume type not allowed', True),
+    ('Error syncing: admission webhook "policy.example.org" denied the request: no', True),
+    ('Error syncing: Pod "x" is invalid: spec.containers[0].image: Required value', True),
+])
+def test_only_the_hosts_refusals_fail_a_start_not_the_syncers_retried_errors(message, refused):
+    assert host_refused(message) is refused

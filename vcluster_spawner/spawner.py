@@ -935,7 +935,7 @@ class VClusterSpawner(KubeSpawner):
         except ApiException as e:
             self.log.debug("%s: events of the virtual pod not readable: %s", self._log_name, e.reason)
             return None
-        return events.items[-1].message if events.items else None
+        return next((e.message for e in reversed(events.items) if host_refused(e.message or "")), None)
 
     async def _cleanup_failed_start(self) -> None:
         """No orphan after a failed or cancelled start: the pod goes, and the vCluster gets its
@@ -1093,6 +1093,19 @@ class VClusterSpawner(KubeSpawner):
         if saved:
             self.vcluster = Ref(saved["namespace"], saved["name"])
 
+
+
+# A refusal is the host API server's answer 403 (admission: Pod Security, policies, webhooks) or
+# 422 (invalid). The syncer reports every failed sync as SyncError and retries it, transient ones
+# included: a 409 from its own status update ("the object has been modified") was taken for a
+# refusal and failed a start, seen with 20 real vClusters starting at once (benchmarks/results).
+_REFUSAL = re.compile(r"\bis forbidden\b|\bis invalid\b|\bdenied the request\b|\bdenied request\b")
+
+
+def host_refused(sync_error: str) -> bool:
+    """Whether a vCluster ``SyncError`` message is the host refusing the object for good,
+    rather than a failure the syncer retries (conflicts, timeouts, objects not there yet)."""
+    return bool(_REFUSAL.search(sync_error))
 
 
 def _pod_failure(pod: dict | None) -> str | None:
