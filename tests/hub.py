@@ -57,14 +57,13 @@ class Hub:
     Python appended to the generated jupyterhub_config.py."""
 
     def __init__(self, workdir: Path, cluster: ClusterState, spawner_config: str = "", *, restart_of: Hub | None = None,
-                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None, chart: Path | None = None):
+                 snippets: tuple[str, ...] = (), kubeconfig: Path | None = None):
         """``restart_of``: a stopped hub whose database, ports and token this one takes over.
         ``snippets``: files of jupyterhub_config.d/ loaded after ``spawner_config`` (as the chart
         loads them after its own settings). ``kubeconfig``: the hub's (and its helm's) identity
-        on the host; default: cluster admin. ``chart``: the vCluster chart the spawner installs
-        (default: upstream's, ``vcluster_chart()``, on either cluster)."""
+        on the host; default: cluster admin. The spawner installs upstream's vCluster chart,
+        ``vcluster_chart()``, on either cluster."""
         self.snippets = snippets
-        self.chart = restart_of.chart if restart_of else (chart or vcluster_chart())
         # a real control plane starts in 20-40 s alone, several at once on 2 cores take minutes
         self.start_timeout = 600
         self.workdir = workdir
@@ -103,7 +102,7 @@ class Hub:
             c.JupyterHub.load_roles = [{{"name": "test-admin", "services": ["test"], "scopes": [
                 "admin:users", "admin:servers", "access:servers", "list:users", "read:users", "read:metrics"]}}]
             c.JupyterHub.spawner_class = "vcluster"
-            c.VClusterSpawner.vcluster_chart = {str(self.chart)!r}
+            c.VClusterSpawner.vcluster_chart = {str(vcluster_chart())!r}
             c.VClusterSpawner.vcluster_api_url_template = "https://{{cluster_ip}}:443"
             c.VClusterSpawner.helm_binary = {str(self.cluster.binaries / 'helm')!r}
             c.VClusterSpawner.image = {NOTEBOOK_IMAGE!r}
