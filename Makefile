@@ -41,12 +41,13 @@ chromium:
 
 # --basetemp: our own temporary directory; in the shared /tmp/pytest-of-$USER another pytest run
 # on the machine deletes all but the newest three, hub work directories of a running test too.
-# Two workers: the tests on the emulation's cluster in one, those on the real vCluster's in the
-# other (tests/conftest.py); PYTEST_WORKERS=0 runs everything in one process
+# Two workers, each with a local cluster of its own running the real vCluster (tests/conftest.py);
+# worksteal: an idle worker takes tests queued for the other (their durations vary 1 s to 8 min);
+# PYTEST_WORKERS=0 runs everything in one process
 PYTEST_WORKERS ?= 2
 test: lint binaries chp chromium
 	@mkdir -p test-artifacts   # xdist creates --basetemp without its parents
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --basetemp=$(CURDIR)/test-artifacts/pytest $(PYTEST_ARGS)
 
 # ruff, configured in pyproject.toml; make test runs it first
 lint: venv
@@ -56,7 +57,7 @@ demo: venv binaries chp
 	$(PY) demo/run.py
 
 unit: venv
-	$(PY) -m pytest -m "not cluster and not real_vcluster and not emulation and not hub and not browser and not chart and not lifecycle and not storage and not security" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not cluster and not upstream and not hub and not browser and not chart and not lifecycle and not storage and not security" $(PYTEST_ARGS)
 
 cluster: venv binaries
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
@@ -67,8 +68,7 @@ clean:
 # make bench   runs the benchmarks (benchmarks/, issue 8) on a local cluster of its own and writes
 #              benchmarks/results/latest.json, report.md and plots; sizes from the environment or
 #              make variables: BENCH_RUNS (10), BENCH_FIRST_START_RUNS (pool, wake-ahead: BENCH_RUNS),
-#              BENCH_CONCURRENCY (1,5,10,20), BENCH_VCLUSTER (real, or
-#              emulated with BENCH_STARTUP_DELAY, 1 s)
+#              BENCH_CONCURRENCY (1,5,10,20); always on the real vCluster 0.36.1
 .PHONY: bench
 bench: venv binaries chp
 	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -e '.[test,bench]' >> $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; exit 1; }

@@ -2,8 +2,7 @@
 report from ``results/latest.json``.
 
 ``run`` starts its own local cluster in ``test-artifacts/bench/``, running the real vCluster
-0.36.1 (``BENCH_VCLUSTER=emulated``: the emulation, with ``VCLUSTER_EMULATION_STARTUP_DELAY`` =
-``BENCH_STARTUP_DELAY``), or uses the one named by ``LOCALCLUSTER_REUSE`` as the tests do.
+0.36.1 (docs/real-vcluster.md), or uses the one named by ``LOCALCLUSTER_REUSE`` as the tests do.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from localcluster import ClusterState
 from localcluster.launch import start_cluster
-from vcluster_emulation.simulator import DELAY_ENV
 
 from . import report
 from .run import default_workdir, goals, run_all, write
@@ -39,13 +37,8 @@ def run(settings: Settings) -> int:
         cluster = ClusterState.read(Path(reuse).resolve())
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-        if settings.vcluster == "real":
-            _log("[bench] starting a local cluster running the real vCluster")
-            proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_real",), timeout=1800)
-        else:
-            os.environ[DELAY_ENV] = str(settings.startup_delay)   # inherited by the cluster's supervisor
-            _log(f"[bench] starting a local cluster with the vCluster emulation ({DELAY_ENV}={settings.startup_delay})")
-            proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_emulation",))
+        _log("[bench] starting a local cluster running the real vCluster")
+        proc, cluster = start_cluster(workdir / "localcluster", plugins=("vcluster_real",), timeout=1800)
     try:
         results = asyncio.run(run_all(cluster, settings, workdir / "hubs", cleanup=bool(reuse), log=_log))
     finally:

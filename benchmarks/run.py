@@ -11,26 +11,12 @@ from pathlib import Path
 from localcluster import ClusterState
 from localcluster.kube import api_client
 from tests.hub import find_chp
-from vcluster_emulation.simulator import DELAY_ENV
 
 from . import machine
 from .settings import Settings
 from .suite import SEQUENTIAL, SPAWN_PAGE_SECONDS, Bench, concurrency_level, first_starts, sequential
 
 SCHEMA = 1
-
-
-def emulation_delay(cluster: ClusterState) -> float | None:
-    """The start-up delay the cluster's supervisor really runs with (its environment), so a
-    reused cluster is reported truthfully too."""
-    try:
-        env = Path(f"/proc/{cluster.pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    for item in env:
-        if item.startswith(DELAY_ENV.encode() + b"="):
-            return float(item.split(b"=", 1)[1] or 0)
-    return 0.0
 
 
 async def run_all(cluster: ClusterState, settings: Settings, workdir: Path, *, cleanup: bool, log=print) -> dict:
@@ -43,9 +29,7 @@ async def run_all(cluster: ClusterState, settings: Settings, workdir: Path, *, c
         results: dict = {"schema": SCHEMA,
                          "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
                          "settings": settings.as_dict(),
-                         "vcluster": {"kind": settings.vcluster,
-                                      "startup_delay_seconds": emulation_delay(cluster)
-                                      if settings.vcluster == "emulated" else None},
+                         "vcluster": {"kind": "real"},
                          "spawn": {}, "concurrency": []}
         # KubeSpawner next to warm, so that both see the same machine load
         for kind in ("cold", "wake", "warm", "kubespawner"):

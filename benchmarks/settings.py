@@ -13,19 +13,11 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.replace(" ", "").split(",") if x)
 
 
-def _vcluster(kind: str) -> str:
-    if kind not in ("real", "emulated"):
-        raise SystemExit(f"BENCH_VCLUSTER is 'real' (the default) or 'emulated', not {kind!r}")
-    return kind
-
-
 @dataclass(frozen=True)
 class Settings:
     runs: int = 10                                  # measured spawns per kind (warm, wake, cold, KubeSpawner)
     first_start_runs: int = 10                      # measured spawns of pool, wake-ahead and interleaved warm
     concurrency: tuple[int, ...] = (1, 5, 10, 20)   # users starting at once, one level after the other
-    vcluster: str = "real"                          # "real" (0.36.1, docs/real-vcluster.md) or "emulated"
-    startup_delay: float = 1.0                      # VCLUSTER_EMULATION_STARTUP_DELAY, emulated only
     # Seconds to let a concurrency level settle after its spawns, then as long again to count the
     # hub's steady requests (watch re-opens) and its connections, most idle keep-alive
     # connections of the client pool being closed by then (aiohttp closes them after 15 s).
@@ -40,8 +32,6 @@ class Settings:
             runs=int(env.get("BENCH_RUNS", d.runs)),
             first_start_runs=int(env.get("BENCH_FIRST_START_RUNS", env.get("BENCH_RUNS", d.first_start_runs))),
             concurrency=_ints(env.get("BENCH_CONCURRENCY", ",".join(map(str, d.concurrency)))),
-            vcluster=_vcluster(env.get("BENCH_VCLUSTER", d.vcluster)),
-            startup_delay=float(env.get("BENCH_STARTUP_DELAY", d.startup_delay)),
             settle=float(env.get("BENCH_SETTLE", d.settle)),
             spawn_timeout=float(env.get("BENCH_SPAWN_TIMEOUT", d.spawn_timeout)),
             out=Path(env.get("BENCH_OUT", d.out)),

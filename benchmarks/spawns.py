@@ -27,7 +27,7 @@ PHASES = (
     ("route added", "server_responded", "route_added"),
     ("answer through proxy", "route_added", "answered"),
 )
-CONTROL_PLANE = ("control plane start",)   # vCluster's own time (real or emulated), not the spawner's
+CONTROL_PLANE = ("control plane start",)   # vCluster's own time, not the spawner's
 # What only the spawner does, measured within one run (no cross-run subtraction): install or
 # wake, noticing the ready control plane, and getting the pod created through the virtual API
 # and the syncer. Plain KubeSpawner has only "pod created" here.

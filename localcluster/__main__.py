@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                         help="image rules for the local kubelet (default: %(default)s)")
     parser.add_argument("--nodes", type=int, default=1, help="number of Node objects (default: 1)")
     parser.add_argument("--plugin", action="append", default=[],
-                        help="module to import before start (registers simulators)")
+                        help="module to import before start (its register(cluster) adds image rules)")
     parser.add_argument("-v", "--verbosity", type=int, default=1, help="component log level (--v)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -86,7 +86,7 @@ class LocalCluster:
         started = time.monotonic()
         progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
         await self.control_plane.start()
-        for plugin in self.plugins:  # e.g. the vCluster emulation registers its simulator
+        for plugin in self.plugins:  # e.g. vcluster_real adds its image rules
             module = importlib.import_module(plugin)
             if hasattr(module, "register"):
                 module.register(self)

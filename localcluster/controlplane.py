@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
+import os
 import random
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,15 +17,36 @@ from . import pki
 from .kube import write_kubeconfig
 from .processes import ManagedProcess, ProcessGroup, free_port, wait_for
 
+RANGE_LOCKS = Path(tempfile.gettempdir()) / "localcluster-ranges"
+_held_ranges: list[int] = []   # lock descriptors, held (and the ranges owned) while this process lives
+
+
+def _claim_range(octets: range) -> str:
+    """A /16 ``127.<octet>.0.0/16`` that no other local cluster on this machine holds: each
+    running cluster holds an advisory lock per range it uses, released when its process ends."""
+    RANGE_LOCKS.mkdir(exist_ok=True)
+    for octet in random.sample(octets, len(octets)):
+        fd = os.open(RANGE_LOCKS / f"127.{octet}", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held_ranges.append(fd)
+        return f"127.{octet}.0.0/16"
+    raise RuntimeError(f"every loopback range 127.{octets.start}-{octets.stop - 1}.0.0/16 is held by a running "
+                       f"local cluster (locks in {RANGE_LOCKS}): stop one with 'python -m localcluster down'")
+
 
 def loopback_ranges() -> tuple[str, str]:
-    """(service CIDR, pod CIDR) for one cluster: /16s of 127.0.0.0/8, drawn at random so that
-    clusters running side by side (a test starting a second one) do not share addresses.
+    """(service CIDR, pod CIDR) for one cluster: /16s of 127.0.0.0/8 that no other local
+    cluster on this machine uses (make test runs one per worker), held while this process lives.
 
     Service cluster IPs come from loopback so that the local stand-in for kube-proxy can make
     them reachable from this machine, as they are from a pod in a real cluster.
     """
-    return f"127.{random.randint(96, 127)}.0.0/16", f"127.{random.randint(128, 254)}.0.0/16"
+    return _claim_range(range(96, 128)), _claim_range(range(128, 255))
+
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 

@@ -11,9 +11,9 @@ What it does, as the real kubelet does:
   readinessProbe, else the first containerPort accepting connections);
 - on deletion sends SIGTERM, waits the grace period, kills, and deletes the object.
 
-Images that cannot run here are simulated (Running/Ready without a process); a named
-simulator registered with :func:`register_simulator` can add behaviour, which is how the
-vCluster emulation hooks in. An image with no rule fails the pod with a clear message.
+Images that cannot run here are simulated (Running/Ready without a process); a plugin
+(``--plugin``, e.g. vcluster_real) adds image rules. An image with no rule waits as one that
+cannot be pulled, with a message naming the rules file.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from . import podspec
 from .kube import watch_forever
-from .pods import PodWorker, now, register_simulator
+from .pods import PodWorker, now
 
-__all__ = ["LocalKubelet", "register_simulator"]
+__all__ = ["LocalKubelet"]
 
 # CPU the node declares to the scheduler. Nothing enforces requests here (no cgroups), and
-# an emulated vCluster control plane requests 200m but idles near zero, so the node declares
+# a vCluster control plane requests 200m but idles at a few percent of a core, so the node declares
 # 8 CPUs per core: a session's tests can keep a few dozen vClusters scheduled on 2 cores.
 NODE_CPU = int(os.environ.get("LOCALCLUSTER_NODE_CPU") or 8 * (os.cpu_count() or 2))
 KUBELET_VERSION = "v1.36.3"

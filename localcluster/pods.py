@@ -61,11 +61,6 @@ class _AlwaysReady:
 _SIMULATORS: dict[str, type] = {"plain": _AlwaysReady}
 
 
-def register_simulator(name: str, factory) -> None:
-    """Make ``simulate: <name>`` image rules create containers with ``factory(kubelet)``."""
-    _SIMULATORS[name] = factory
-
-
 @dataclass
 class ContainerRuntime:
     spec: dict
@@ -313,7 +308,7 @@ class PodWorker:
                 if factory is None:
                     raise podspec.PodSpecError(
                         f"image rule {rule.pattern!r} names simulator {rule.simulate!r}, "
-                        f"which is not registered (known: {sorted(_SIMULATORS)})")
+                        f"which does not exist (known: {sorted(_SIMULATORS)})")
                 runtime.simulator = factory(self.kubelet)
             return runtime
         except podspec.ImageNotMapped as e:

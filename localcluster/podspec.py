@@ -39,9 +39,8 @@ class ImageRule:
     does. ``own_network``: the image's programs bind fixed ports, so its pod gets a network
     namespace of its own (``localcluster/podnetns.py``). ``content``: what the image holds, as
     (path in the container, path on this machine) pairs, bound read-only into the container.
-    ``simulate``: no process; the container is
-    reported Running/Ready, and the named simulator (e.g. the vCluster emulation) may add
-    behaviour. Paths in ``env`` and ``content`` may name ``{placeholders}`` the cluster defines
+    ``simulate``: no process (``plain``, the one simulator: the container is reported
+    Running/Ready until deleted). Paths in ``env`` and ``content`` may name ``{placeholders}`` the cluster defines
     (``{imagefs}``: localcluster/imagefs; plugins add their own).
     """
 

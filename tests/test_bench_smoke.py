@@ -24,7 +24,7 @@ async def test_benchmark_measures_everything_and_writes_the_report(cluster, tmp_
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "LOCALCLUSTER_REUSE": str(cluster.state_dir), "BENCH_RUNS": "1", "BENCH_CONCURRENCY": "2",
              "BENCH_FIRST_START_RUNS": "0",   # the pool and wake-ahead: tests/test_hub_pool.py, on the real vCluster
-             "BENCH_VCLUSTER": "emulated", "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
+             "BENCH_SETTLE": "1", "BENCH_SPAWN_TIMEOUT": "300", "BENCH_OUT": str(out),
              "BENCH_WORKDIR": str(tmp_path / "work")})
     output, _ = await proc.communicate()
     assert proc.returncode == 0, output.decode()[-4000:]

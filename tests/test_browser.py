@@ -39,7 +39,7 @@ async def browser():
         await b.close()
 
 
-async def test_a_users_walk_through_the_hub_says_where_their_cluster_stands(real_cluster, real_kube, tmp_path,
+async def test_a_users_walk_through_the_hub_says_where_their_cluster_stands(cluster, kube, tmp_path,
                                                                            browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     config = f'''
@@ -47,14 +47,14 @@ c.VClusterSpawner.stop_action = "delete"
 c.Authenticator.admin_users = {{"alice"}}
 c.VClusterHub.status_port = {free_port()}
 '''
-    hub = Hub(tmp_path / "hub", real_cluster, config,
+    hub = Hub(tmp_path / "hub", cluster, config,
               snippets=("10-vcluster-spawner.py", "20-profiles.py", "30-idle-culler.py", "50-status-service.py"))
     await hub.start()
     page = None
     try:
         page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        await flow(hub, real_kube, browser, page)
+        await flow(hub, kube, browser, page)
     except Exception:
         if page is not None:
             await page.screenshot(path=SHOTS / "failure.png", full_page=True)

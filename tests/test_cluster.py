@@ -167,6 +167,28 @@ def test_volume_at_tmp_does_not_hide_sources_under_tmp(tmp_path):
         shutil.rmtree(base)
 
 
+def test_clusters_side_by_side_never_share_a_loopback_range(tmp_path):
+    """make test runs a local cluster per worker: a range held by a running cluster (another
+    process) is never drawn again while it lives, and when all are held the error says so."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}   # the range locks' directory, for this test alone
+    claim = "from localcluster.controlplane import _claim_range as claim; import sys; "
+    holder = subprocess.Popen([sys.executable, "-c", claim + "print(*[claim(range(96, 128)) for _ in range(31)]);"
+                               " sys.stdout.flush(); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                              cwd=Path(__file__).parent.parent)
+    try:
+        held = set(holder.stdout.readline().split())
+        assert len(held) == 31
+        other = subprocess.run([sys.executable, "-c", claim + "print(claim(range(96, 128))); claim(range(96, 128))"],
+                               capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=30)
+        last = other.stdout.split()[0]
+        assert last not in held and last.startswith("127.") and last.endswith(".0.0/16")
+        assert "is held by a running local cluster" in other.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+
+
 async def test_rwx_volume_written_by_one_pod_is_read_by_another(kube, namespace):
     core = client.CoreV1Api(kube)
     await core.create_namespaced_persistent_volume_claim(namespace, {

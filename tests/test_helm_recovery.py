@@ -1,7 +1,7 @@
 """A helm killed mid-operation (a start cancelled by its timeout, a hub restart) leaves the
 release pending-install or pending-upgrade; every later `helm upgrade` of it then fails with
 "another operation is in progress". The next install recovers it (real helm, real release
-records, the emulated vCluster chart)."""
+records, upstream's vCluster chart on the real vCluster)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vcluster_spawner.vcluster import Ref, VClusterOps
 from .chart_support import values_file
 from .vclusters import new_namespace, vcluster_chart
 
-pytestmark = [pytest.mark.cluster, pytest.mark.emulation]
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture

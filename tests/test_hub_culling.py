@@ -21,11 +21,11 @@ c.VClusterHub.cull_every = 2
 '''
 
 
-async def test_culling_an_idle_server_puts_its_vcluster_to_sleep(real_cluster, real_kube, tmp_path):
+async def test_culling_an_idle_server_puts_its_vcluster_to_sleep(cluster, kube, tmp_path):
     """On the real vCluster: provisioned asleep by the operator, woken by the start, paused
     upstream's way after the cull."""
-    kube = real_kube
-    hub = Hub(tmp_path / "hub", real_cluster, CULLER, snippets=("10-vcluster-spawner.py", "30-idle-culler.py"))
+    kube = kube
+    hub = Hub(tmp_path / "hub", cluster, CULLER, snippets=("10-vcluster-spawner.py", "30-idle-culler.py"))
     await hub.start()
     try:
         await hub.add_user("ivy")

@@ -29,12 +29,12 @@ HOME_PVC = {"metadata": {"name": "home-lena"},   # stands in for the user's home
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
 
 
-async def test_lifecycle_service_repairs_drift_then_deletes_an_expired_vcluster_and_keeps_the_home(real_cluster, real_kube,
+async def test_lifecycle_service_repairs_drift_then_deletes_an_expired_vcluster_and_keeps_the_home(cluster, kube,
                                                                                                  tmp_path):
     """On the real vCluster: the drift repaired on a control plane still starting, the expired
     vCluster uninstalled with its data volume."""
-    kube = real_kube
-    hub = Hub(tmp_path / "hub", real_cluster, LIFECYCLE, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
+    kube = kube
+    hub = Hub(tmp_path / "hub", cluster, LIFECYCLE, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
     await hub.start()
     core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
     try:

@@ -66,9 +66,9 @@ async def remove_pool(cluster, core) -> None:
         await core.delete_namespace(ns.metadata.name)
 
 
-async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(real_cluster, real_kube, tmp_path):
-    core = client.CoreV1Api(real_kube)
-    hub = Hub(tmp_path / "hub", real_cluster, POOLED, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
+async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(cluster, kube, tmp_path):
+    core = client.CoreV1Api(kube)
+    hub = Hub(tmp_path / "hub", cluster, POOLED, snippets=("10-vcluster-spawner.py", "40-lifecycle-service.py"))
     await hub.start()
     try:
         first = await a_member_ready(core)
@@ -87,7 +87,7 @@ async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(re
         # member and the home volume comes along; the old namespace goes
         second = await a_member_ready(core, {first})
         await hub.stop_server("ann")
-        await gone(client.AppsV1Api(real_kube).read_namespaced_stateful_set, first, first, timeout=120,
+        await gone(client.AppsV1Api(kube).read_namespaced_stateful_set, first, first, timeout=120,
                    what="the used member's vCluster deleted")
         events = await hub.start_server("ann", options={"profile": "pooled"})
         assert events[-1].get("ready"), hub.log_tail()
@@ -125,7 +125,7 @@ async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(re
         for user in ("ann", "bob", "cy", "dee"):
             await hub.api("DELETE", f"/users/{user}")
         await hub.stop()
-        await remove_pool(real_cluster, core)
+        await remove_pool(cluster, core)
 
 
 WAKE_AHEAD = '''
@@ -138,10 +138,10 @@ c.VClusterSpawner.profile_list = [
 '''
 
 
-async def test_the_spawn_page_wakes_the_vcluster_and_it_sleeps_again_without_a_start(real_cluster, real_kube,
+async def test_the_spawn_page_wakes_the_vcluster_and_it_sleeps_again_without_a_start(cluster, kube,
                                                                                      tmp_path):
-    apps = client.AppsV1Api(real_kube)
-    hub = Hub(tmp_path / "hub", real_cluster, WAKE_AHEAD, snippets=("10-vcluster-spawner.py",))
+    apps = client.AppsV1Api(kube)
+    hub = Hub(tmp_path / "hub", cluster, WAKE_AHEAD, snippets=("10-vcluster-spawner.py",))
     await hub.start()
     browser = None
     try:

@@ -1,7 +1,5 @@
-"""VClusterSpawner end to end: real JupyterHub and proxy, the local cluster, the vCluster
-emulation and real jupyterhub-singleuser servers (pytest -m lifecycle). Dynamic mode's delete
-and re-create runs on the real vCluster 0.36.1; the rest on the emulation, for speed
-(docs/real-vcluster.md)."""
+"""VClusterSpawner end to end: real JupyterHub and proxy, the local cluster, the real vCluster
+0.36.1 (docs/real-vcluster.md) and real jupyterhub-singleuser servers (pytest -m lifecycle)."""
 
 from __future__ import annotations
 
@@ -97,12 +95,12 @@ async def test_start_routes_to_the_notebook_in_the_vcluster_then_sleep_and_wake(
     await hub.stop_server("alice")
 
 
-async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(real_cluster, real_kube, tmp_path):
+async def test_dynamic_mode_deletes_on_stop_and_recreates_fresh(cluster, kube, tmp_path):
     """On the real vCluster: its release, data volume and exported kubeconfig go, and a start
     creates it anew."""
-    kube = real_kube
+    kube = kube
     # defaults: dynamic, stop action delete
-    hub = await Hub(tmp_path / "hub", real_cluster).start()
+    hub = await Hub(tmp_path / "hub", cluster).start()
     try:
         await hub.add_user("dora")
         assert (await hub.start_server("dora"))[-1].get("ready"), hub.log_tail()

@@ -3,16 +3,14 @@ armed with the kubeconfig the notebook gets, against the real host API server wi
 Security admission and the chart's admission policies on (tests/conftest.py applies them, as
 an operator's cluster has them). Each attack must be refused, the refusal must reach the tenant
 (an API error, or a SyncError event on the virtual object when the host refuses what the
-vCluster accepted), and nothing of it may exist on the host. The attacks run against the real
-vCluster 0.36.1 (its own virtual API server and syncer, ``real_cluster``): what refuses them is
-upstream's code, not this project's reading of it.
+vCluster accepted), and nothing of it may exist on the host. Everything runs against the real
+vCluster 0.36.1 (its own virtual API server and syncer): what refuses the attacks is upstream's
+code, not this project's reading of it.
 
 Then the names: namespaces that are not the user's are never adopted or deleted, a newcomer with
 a removed user's name does not get that user's home, and names the hub accepts (e-mail
 addresses, unicode, punctuation, long names, near-collisions) each start, are reachable and own
-one namespace. These exercise the spawner's own naming and ownership code, which is the same
-whichever vCluster runs, and start up to six users at once: they run on the emulation, where a
-control plane takes 2 s and 350 MiB instead of 20 s and 550 MiB (docs/vcluster-emulation.md).
+one namespace (up to six users starting at once).
 docs/architecture.md, "Threat model", lists each claim with the test that proves it.
 """
 
@@ -104,13 +102,13 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(real_cluster, real_kube, tmp_path_factory):
-    hub = await Hub(tmp_path_factory.mktemp("security") / "hub", real_cluster,
+async def world(cluster, kube, tmp_path_factory):
+    hub = await Hub(tmp_path_factory.mktemp("security") / "hub", cluster,
                     SLEEP_ON_STOP + PROFILES).start()
     try:
         await asyncio.gather(started(hub, ATTACKER), started(hub, VICTIM))
-        tenant = await tenant_client(real_kube, ATTACKER)
-        yield World(hub, tenant, real_kube, real_cluster)
+        tenant = await tenant_client(kube, ATTACKER)
+        yield World(hub, tenant, kube, cluster)
         await tenant.close()
     finally:
         # the real vClusters go with their users: the shared real cluster's memory is for later tests
@@ -365,9 +363,9 @@ GENERATED_NAMES = [f"alice{RUN}@example.org", f"jürgen.müller{RUN}", f"o'brien
                    f"near.miss{RUN}", f"near-miss{RUN}"]
 
 
-async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(real_cluster, real_kube, tmp_path):
+async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(cluster, kube, tmp_path):
     """On the real vCluster: each name's release, Services and certificates are upstream's."""
-    cluster, kube = real_cluster, real_kube
+    cluster, kube = cluster, kube
     hub = await Hub(tmp_path / "hub", cluster).start()
     core = client.CoreV1Api(kube)
     try:

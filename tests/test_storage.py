@@ -1,8 +1,7 @@
 """Home storage, credentials and isolation end to end (pytest -m storage): a real hub and proxy,
 real notebook servers in vClusters, files written and read through the Jupyter contents API,
-commands run inside the notebook container (the local kubelet's exec). The home's survival of
-every lifecycle event runs on the real vCluster 0.36.1; the others on the emulation, for speed
-(docs/real-vcluster.md)."""
+commands run inside the notebook container (the local kubelet's exec), all on the real vCluster
+0.36.1 (docs/real-vcluster.md)."""
 
 from __future__ import annotations
 
@@ -150,10 +149,10 @@ EVENTS = [stop_restart, teardown_and_recreate, uninstall_keeping_control_plane_d
           hub_restart]
 
 
-async def test_home_survives_every_lifecycle_event(real_cluster, real_kube, tmp_path):
+async def test_home_survives_every_lifecycle_event(cluster, kube, tmp_path):
     """On the real vCluster: its own syncer and helm uninstall's garbage collection take the
     synced claim, the control plane's data volume goes with a delete (docs/real-vcluster.md)."""
-    user, cluster, kube = "hana", real_cluster, real_kube
+    user, cluster, kube = "hana", cluster, kube
     hub = await Hub(tmp_path / "hub", cluster, SLEEP_ON_STOP).start()
     files: dict[str, bytes] = {}
     try:
@@ -279,10 +278,10 @@ asyncio.run(main())
 """
 
 
-async def test_users_manage_their_own_vcluster_and_nothing_else(real_cluster, real_kube, tmp_path):
+async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, tmp_path):
     """Also: S3 credentials copied from an existing host Secret named by a template. On the real
     vCluster: the notebook's in-cluster token and the kubeconfig it was given are upstream's."""
-    cluster, kube = real_cluster, real_kube
+    cluster, kube = cluster, kube
     core = client.CoreV1Api(kube)
     store = f"s3-store-{secrets.token_hex(3)}"
     await core.create_namespace({"metadata": {"name": store}})
@@ -353,11 +352,11 @@ c.VClusterSpawner.user_namespace_objects = [{
         await core.delete_namespace(store)
 
 
-async def test_no_secret_value_leaks_and_credentials_refresh(real_cluster, real_kube, tmp_path):
+async def test_no_secret_value_leaks_and_credentials_refresh(cluster, kube, tmp_path):
     """Canary values in the S3 credentials, searched (raw and base64) in the hub's log and
     database, the host and virtual events, and the host pod specs after a full lifecycle. On
     the real vCluster: its own secret sync imports the credentials and its events are searched."""
-    cluster, kube = real_cluster, real_kube
+    cluster, kube = cluster, kube
     source = tmp_path / "s3-source.json"
     first, second = (f"canary-{secrets.token_hex(12)}" for _ in range(2))
     source.write_text(json.dumps({"AWS_ACCESS_KEY_ID": "cora", "AWS_SECRET_ACCESS_KEY": first,

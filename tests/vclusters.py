@@ -1,5 +1,5 @@
-"""Helpers for tests that install vClusters (upstream's chart; the real control plane or the
-emulation's, as the cluster runs it) with the real helm binary."""
+"""Helpers for tests that install vClusters (upstream's chart, the real control plane) with the
+real helm binary."""
 
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ from localcluster.processes import wait_for
 
 @cache
 def vcluster_chart() -> Path:
-    """Upstream's vCluster chart at 0.36.1, packaged by tools/build-vcluster.sh: both local
-    clusters install it; one runs its control plane for real, the other emulates it (the
-    ``ghcr.io/loft-sh/vcluster-*`` image rule of the cluster decides, docs/vcluster-emulation.md)."""
+    """Upstream's vCluster chart at 0.36.1, packaged by tools/build-vcluster.sh (the local
+    cluster's ``vcluster_real`` plugin runs its images, docs/real-vcluster.md)."""
     return vcluster_real.chart(ensure_binaries())
 
 

@@ -1,5 +1,6 @@
-"""The vCluster emulation behaves as upstream 0.36.1 does, dangerous parts included
-(pytest -m emulation). Each test names the behaviour of docs/vcluster-emulation.md it checks."""
+"""What the spawner relies on in vCluster 0.36.1, dangerous parts included, checked against the
+real vCluster (its binary and chart, docs/real-vcluster.md): each test pins one behaviour of the
+table "Upstream behaviours the spawner relies on" there (pytest -m upstream)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .chart_support import KUBE_VERSION
 from .helpers import gone, pod_phase, pod_ready, python_pod
 from .vclusters import helm, install, new_namespace, vcluster_chart, virtual_client, wait_ready
 
-pytestmark = pytest.mark.emulation
+pytestmark = pytest.mark.upstream
 
 
 @pytest.fixture
@@ -36,11 +37,16 @@ async def vcluster(kube, cluster):
 
 
 async def start_failure(core, ns, pod) -> str:
-    """The message of the event the emulated control plane reports when it refuses to start."""
-    async def refused():
-        events = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod}")
-        return [e.message for e in events.items if e.reason == "VClusterStartFailed"]
-    return (await wait_for(refused, timeout=60, what=f"{pod} refusing to start"))[0]
+    """What the control plane of ``pod`` said when it exited with an error: the tail of its log
+    the kubelet keeps as the container's termination message."""
+    async def failed():
+        status = (await core.read_namespaced_pod(pod, ns)).status
+        for container in status.container_statuses or ():
+            for state in (container.state, container.last_state):
+                if state and state.terminated and state.terminated.exit_code:
+                    return state.terminated.message or f"exit code {state.terminated.exit_code}"
+        return None
+    return await wait_for(failed, timeout=120, what=f"{pod} refusing to start")
 
 
 async def scale(kube, ns, replicas):
@@ -128,7 +134,8 @@ async def test_one_vcluster_per_namespace(kube, cluster, vcluster):
     ns, _ = vcluster
     await install(cluster, "second", ns)
     core = client.CoreV1Api(kube)
-    assert "only one vCluster per namespace" in await start_failure(core, ns, "second-0")
+    # upstream cmd/vcluster/cmd/start.go (0.25+)
+    assert "there is already a virtual cluster in namespace" in await start_failure(core, ns, "second-0")
     pod = await core.read_namespaced_pod("second-0", ns)
     assert not any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
     await helm(cluster, "uninstall", "second", "-n", ns)
