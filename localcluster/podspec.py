@@ -40,8 +40,8 @@ class ImageRule:
     namespace of its own (``localcluster/podnetns.py``). ``content``: what the image holds, as
     (path in the container, path on this machine) pairs, bound read-only into the container.
     ``simulate``: no process (``plain``, the one simulator: the container is reported
-    Running/Ready until deleted). Paths in ``env`` and ``content`` may name ``{placeholders}`` the cluster defines
-    (``{imagefs}``: localcluster/imagefs; plugins add their own).
+    Running/Ready until deleted). Paths in ``env`` and ``content`` may name ``{placeholders}``
+    the cluster defines (``{imagefs}``: localcluster/imagefs; plugins add their own).
     """
 
     pattern: str
