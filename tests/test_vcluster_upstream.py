@@ -429,13 +429,30 @@ async def _equals(get, expected):
     return await get() == expected
 
 
-async def test_missing_mapped_host_namespace_stops_the_control_plane(kube, cluster):
-    ns = await new_namespace(kube)
-    await install(cluster, "vc", ns, {"sync": {"fromHost": {"secrets": {
-        "enabled": True, "mappings": {"byName": {"does-not-exist/s3": "default/s3"}}}}}})
+async def test_a_mapped_host_namespace_made_after_the_start_is_imported_from(kube, cluster):
+    """Upstream's documentation (vcluster-docs#458) says mapped host namespaces must exist when
+    the vCluster starts; 0.36.1 does not enforce it: the control plane starts, watches the
+    namespace (pkg/syncer/from_host_syncer.go, a multi-namespace cache), and imports the Secret
+    once it is made. (The emulation refused to start; the real one corrected it.)"""
     core = client.CoreV1Api(kube)
-    assert "host namespaces must exist" in await start_failure(core, ns, "vc-0")
-    await helm(cluster, "uninstall", "vc", "-n", ns)
+    ns = await new_namespace(kube)
+    source_ns = f"{ns}-later"
+    await install(cluster, "vc", ns, {"sync": {"fromHost": {"secrets": {
+        "enabled": True, "mappings": {"byName": {f"{source_ns}/s3": "default/s3"}}}}}})
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    try:
+        vcore = client.CoreV1Api(vapi)
+        await core.create_namespace({"metadata": {"name": source_ns}})
+        await core.create_namespaced_secret(source_ns, {"metadata": {"name": "s3"}, "stringData": {"key": "late"}})
+
+        async def imported():
+            return base64.b64decode((await vcore.read_namespaced_secret("s3", "default")).data["key"]).decode()
+        assert await wait_for(imported, timeout=60, what="the secret of a namespace made later imported") == "late"
+    finally:
+        await vapi.close()
+        await helm(cluster, "uninstall", "vc", "-n", ns)
+        await core.delete_namespace(source_ns)
 
 
 # ---- settings -----------------------------------------------------------------------------------
