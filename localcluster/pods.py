@@ -119,6 +119,12 @@ class PodWorker:
     def pod_dir(self) -> Path:
         return self.kubelet.pods_dir / f"{self.namespace}_{self.name}_{self.uid}"
 
+    def container_home(self, name: str) -> Path:
+        """``HOME`` of container ``name`` unless its image or spec sets one: a container's
+        ``/root`` is its own, and pods here share this machine's, where a vCluster leaves a
+        ``~/.kube/config`` that the next one read (docs/real-vcluster.md)."""
+        return self.pod_dir / f"{name}.home"
+
     # ---- status ----------------------------------------------------------------------
 
     def _phase(self) -> str:
@@ -334,7 +340,7 @@ class PodWorker:
         cms = {n: _decode(await k.config_map_data(self.namespace, n)) for n in cm_names}
         base = {
             "PATH": k.container_path,
-            "HOME": "/root",
+            "HOME": str(self.container_home(spec["name"])),
             "HOSTNAME": self.pod["spec"].get("hostname") or self.name,
             "KUBERNETES_SERVICE_HOST": k.apiserver_host,
             "KUBERNETES_SERVICE_PORT": str(k.apiserver_port),
@@ -357,6 +363,10 @@ class PodWorker:
             await runtime.simulator.start(self.pod, runtime.spec, self.ip, self.volume_dirs)
         else:
             spec_file = self.pod_dir / f"{name}.exec.json"
+            home = self.container_home(name)
+            if runtime.env.get("HOME") == str(home):   # empty at every start, as a container's writable layer
+                shutil.rmtree(home, ignore_errors=True)
+                home.mkdir(parents=True)
             argv = podspec.expand_argv(runtime.argv, runtime.env)
             spec_file.write_text(json.dumps({
                 "argv": argv, "env": runtime.env, "cwd": runtime.spec.get("workingDir") or "/",
@@ -507,6 +517,8 @@ class PodWorker:
             if e.status not in (404, 409):
                 log.warning("final delete of %s/%s: %s", self.namespace, self.name, e.reason)
         shutil.rmtree(self.pod_dir / "volumes", ignore_errors=True)
+        for home in self.pod_dir.glob("*.home"):
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _decode(data: dict[str, bytes] | None) -> dict[str, str] | None:

@@ -78,6 +78,26 @@ async def test_exit_codes_and_restart_policy(kube, namespace):
     assert pod.status.container_statuses[0].last_state.terminated.exit_code == 1
 
 
+async def test_each_container_start_has_a_home_of_its_own(kube, namespace, cluster):
+    """HOME is the container's own and empty at every start, as a container's /root is: pods
+    here share this machine's file system, and vCluster reads ~/.kube/config before its
+    in-cluster config (a kubeconfig left there by another pod hid upstream's one-vCluster-per-
+    namespace refusal, docs/real-vcluster.md)."""
+    core = client.CoreV1Api(kube)
+    code = ("import os, pathlib, sys; home = pathlib.Path(os.environ['HOME']); first = pathlib.Path('/data/first');"
+            "print('home', home, 'left-over' if (home / 'mine').exists() else 'empty', flush=True);"
+            "(home / 'mine').write_text('x');"
+            "sys.exit(0 if first.exists() else first.write_text('') or 1)")   # a restart, then done
+    await core.create_namespaced_pod(namespace, python_pod(
+        "home", code, restart="OnFailure", volumes=[{"name": "data", "emptyDir": {}}],
+        mounts=[{"name": "data", "mountPath": "/data"}]))
+    pod = await pod_phase(core, namespace, "home", "Succeeded", "Failed")
+    log = (cluster.state_dir / "pods" / f"{namespace}_home_{pod.metadata.uid}" / "main.log").read_text()
+    starts = [line.split() for line in log.splitlines() if line.startswith("home ")]
+    assert [state for _, _, state in starts] == ["empty", "empty"], log
+    assert starts[0][1] != os.path.expanduser("~"), "the machine's home is not the container's"
+
+
 async def test_env_secrets_configmaps_and_service_account_token_are_mounted(kube, namespace):
     core = client.CoreV1Api(kube)
     await core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"pw": "s3cr3t"}})

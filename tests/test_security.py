@@ -365,7 +365,6 @@ GENERATED_NAMES = [f"alice{RUN}@example.org", f"jürgen.müller{RUN}", f"o'brien
 
 async def test_any_name_the_hub_accepts_starts_and_owns_one_namespace(cluster, kube, tmp_path):
     """On the real vCluster: each name's release, Services and certificates are upstream's."""
-    cluster, kube = cluster, kube
     hub = await Hub(tmp_path / "hub", cluster).start()
     core = client.CoreV1Api(kube)
     try:

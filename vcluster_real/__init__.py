@@ -61,12 +61,6 @@ def register(cluster) -> None:
     cluster.images = cluster.images.extended([
         {"image": "ghcr.io/loft-sh/vcluster-*",
          "run": {"entrypoint": ["/vcluster", "start"], "content": {"/vcluster": "{vcluster}/vcluster"},
-                 # HOME: a container's own /root, which pods here share with this machine. vCluster
-                 # reads ~/.kube/config before the in-cluster config (its one-vCluster-per-namespace
-                 # check, upstream cmd/vcluster/cmd/start.go, pkg/cli/find/find.go ListVClusters);
-                 # a kubeconfig there, left by anyone, made that check look elsewhere, fail and be
-                 # skipped. The chart mounts an emptyDir at /tmp: private to the pod, as /root is.
-                 "env": {"HOME": "/tmp"},
                  # binds 127.0.0.1:6443, :10257, :2381, :10099 and 0.0.0.0:8443
                  "network": "own"}},
         KUBERNETES_IMAGE_RULE,

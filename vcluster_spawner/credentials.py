@@ -22,6 +22,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from .ownership import MANAGED_BY, MANAGED_BY_VALUE
+from .translate import host_name
 from .vcluster import current_context, ignoring, poll_until, read_or_none
 
 KUBECONFIG_SECRET = "jupyter-kubeconfig"     # host, in the user's namespace
@@ -97,11 +98,13 @@ def notebook_wiring(mount_path: str, with_s3: bool) -> dict[str, list[dict]]:
 
 class NotebookAccess:
     """Writes the credential Secrets on the host and waits for their virtual copies; gives the
-    notebook's ServiceAccount its role inside the vCluster."""
+    notebook's ServiceAccount its role inside the vCluster. ``namespace``: the vCluster's host
+    namespace; ``vcluster``: its name."""
 
-    def __init__(self, core: client.CoreV1Api, namespace: str):
+    def __init__(self, core: client.CoreV1Api, namespace: str, vcluster: str):
         self.core = core
         self.namespace = namespace
+        self.vcluster = vcluster
 
     async def put(self, name: str, data: dict[str, str] | None) -> str | None:
         """Create, update (only when the data changed) or, for ``None``, delete host Secret
@@ -123,9 +126,22 @@ class NotebookAccess:
 
     async def wait_synced(self, virtual: client.CoreV1Api, name: str, namespace: str, revision: str,
                           timeout: float) -> None:
+        """Until the virtual copy ``namespace/name`` carries ``revision``, and so does the host
+        copy the syncer keeps of it for the pods that use it, when one exists: that copy outlives
+        the pods (a sleep, a stop), the syncer updates it some time after the virtual one, and a
+        pod started from a stale copy keeps the previous credentials in its environment (seen
+        with the real vCluster 0.36.1: a start after a credentials change got the old S3 key)."""
+        host_copy = host_name(name, namespace, self.vcluster)
+
+        def carries(secret) -> bool:
+            return (secret.metadata.annotations or {}).get(REVISION) == revision
+
         async def current():
-            secret = await read_or_none(virtual.read_namespaced_secret, name, namespace)
-            return secret is not None and (secret.metadata.annotations or {}).get(REVISION) == revision
+            copy = await read_or_none(virtual.read_namespaced_secret, name, namespace)
+            if copy is None or not carries(copy):
+                return False
+            host = await read_or_none(self.core.read_namespaced_secret, host_copy, self.namespace)
+            return host is None or carries(host)
         await poll_until(current, timeout, f"the virtual cluster did not receive Secret {namespace}/{name}")
 
 

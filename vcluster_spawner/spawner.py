@@ -792,7 +792,7 @@ class VClusterSpawner(KubeSpawner):
             await self._prepare_notebook_access(host)
 
     def _notebook_access(self) -> NotebookAccess:
-        return NotebookAccess(shared_client("CoreV1Api"), self.vcluster.namespace)
+        return NotebookAccess(shared_client("CoreV1Api"), self.vcluster.namespace, self.vcluster.name)
 
     async def _prepare_host_side(self) -> HostSide:
         """The S3 credentials Secret on the host and the home volume (provisioned, owned, repaired)."""
