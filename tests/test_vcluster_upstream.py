@@ -1,6 +1,6 @@
 """What the spawner relies on in vCluster 0.36.1, dangerous parts included, checked against the
 real vCluster (its binary and chart, docs/real-vcluster.md): each test pins one behaviour of the
-table "Upstream behaviours the spawner relies on" there (pytest -m upstream)."""
+table "Upstream behaviours the spawner relies on, pinned" there (pytest -m upstream)."""
 
 from __future__ import annotations
 

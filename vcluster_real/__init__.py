@@ -6,7 +6,8 @@ from the Go module proxy: the syncer image (``ghcr.io/loft-sh/vcluster-*``, entr
 ``/vcluster start``, upstream Dockerfile.release) and the init container's Kubernetes image
 (``ghcr.io/loft-sh/kubernetes:*``, whose ``/kubernetes`` holds the control-plane binaries and
 kine; upstream chart/templates/_init-containers.tpl copies it to ``/binaries``). Nothing of
-vCluster is emulated; what the stand-in kubelet cannot do yet is in docs/real-vcluster.md.
+vCluster is emulated but the CoreDNS it deploys inside each virtual cluster (simulated: the
+stand-in kubelet serves pods no DNS yet, docs/real-vcluster.md).
 """
 
 from __future__ import annotations
