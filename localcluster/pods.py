@@ -125,6 +125,11 @@ class PodWorker:
         ``~/.kube/config`` that the next one read (docs/real-vcluster.md)."""
         return self.pod_dir / f"{name}.home"
 
+    def private_dir(self, name: str, target: str) -> Path:
+        """The empty, writable stand-in for directory ``target`` of container ``name``'s image
+        (image rule ``private``), inside its home: emptied with it at each start."""
+        return self.container_home(name) / ".private" / target.strip("/").replace("/", "_")
+
     # ---- status ----------------------------------------------------------------------
 
     def _phase(self) -> str:
@@ -307,6 +312,8 @@ class PodWorker:
             if rule.run:
                 runtime.argv = rule.argv(spec)
                 runtime.mounts = [podspec.Mount(source, target, True) for target, source in rule.content]
+                runtime.mounts += [podspec.Mount(str(self.private_dir(spec["name"], target)), target, False)
+                                   for target in rule.private]
                 runtime.mounts += podspec.container_mounts(spec, volume_dirs)
                 runtime.env = await self._env(spec, rule)
             else:
@@ -364,9 +371,10 @@ class PodWorker:
         else:
             spec_file = self.pod_dir / f"{name}.exec.json"
             home = self.container_home(name)
-            if runtime.env.get("HOME") == str(home):   # empty at every start, as a container's writable layer
-                shutil.rmtree(home, ignore_errors=True)
-                home.mkdir(parents=True)
+            shutil.rmtree(home, ignore_errors=True)   # empty at every start, as a container's writable layer
+            home.mkdir(parents=True)
+            for target in runtime.rule.private:
+                self.private_dir(name, target).mkdir(parents=True)
             argv = podspec.expand_argv(runtime.argv, runtime.env)
             spec_file.write_text(json.dumps({
                 "argv": argv, "env": runtime.env, "cwd": runtime.spec.get("workingDir") or "/",

@@ -50,6 +50,9 @@ class ImageRule:
     cmd: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()   # the image's ENV
     content: tuple[tuple[str, str], ...] = ()
+    # directories of the image the program writes to, given their own empty (writable) copy per
+    # container start, as an image's writable layer is: pods share this machine's file system
+    private: tuple[str, ...] = ()
     own_network: bool = False   # binds fixed loopback ports: a network namespace of its own (podnetns.py)
     simulate: str | None = None
 
@@ -107,6 +110,7 @@ class ImageMap:
                 cmd=tuple((run or {}).get("cmd") or ()),
                 env=tuple(((run or {}).get("env") or {}).items()),
                 content=tuple(((run or {}).get("content") or {}).items()),
+                private=tuple((run or {}).get("private") or ()),
                 own_network=(run or {}).get("network") == "own",
                 simulate=entry.get("simulate"),
             ))

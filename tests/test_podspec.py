@@ -31,10 +31,12 @@ def test_a_plugin_extends_the_map_with_rules_matched_first_and_placeholders_for_
                            {"image": "python:*", "run": {"env": {"CONF": "{imagefs}/jupyter"}}}], source="images.yaml")
     images = base.extended(imagefs="/opt/imagefs").extended([
         {"image": "ghcr.io/loft-sh/vcluster-*", "run": {"entrypoint": ["/vcluster", "start"], "network": "own",
-                                                        "content": {"/vcluster": "{built}/vcluster"}}},
+                                                        "content": {"/vcluster": "{built}/vcluster"},
+                                                        "private": ["/root/.kube"]}},
     ], source="plugin", built="/cache/vc")
     real = images.rule_for("ghcr.io/loft-sh/vcluster-pro:0.36.1")
     assert real.run and real.own_network and real.content == (("/vcluster", "/cache/vc/vcluster"),)
+    assert real.private == ("/root/.kube",) and not images.rule_for("python:3.11").private
     assert dict(images.rule_for("python:3.11").env) == {"CONF": "/opt/imagefs/jupyter"}
     assert not images.rule_for("python:3.11").own_network
     assert base.rule_for("ghcr.io/loft-sh/vcluster-pro:0.36.1").simulate == "vcluster", "the base map is unchanged"

@@ -62,6 +62,9 @@ def register(cluster) -> None:
     cluster.images = cluster.images.extended([
         {"image": "ghcr.io/loft-sh/vcluster-*",
          "run": {"entrypoint": ["/vcluster", "start"], "content": {"/vcluster": "{vcluster}/vcluster"},
+                 # vCluster writes /root/.kube/config (upstream pkg/util/kubeconfig/kubeconfig.go,
+                 # hard-coded): the container's own, not this machine's
+                 "private": ["/root/.kube"],
                  # binds 127.0.0.1:6443, :10257, :2381, :10099 and 0.0.0.0:8443
                  "network": "own"}},
         KUBERNETES_IMAGE_RULE,
