@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-# make test runs the suite in two pytest-xdist workers (``--dist load``), each with a local
+# make test runs the suite in two pytest-xdist workers (``--dist worksteal``), each with a local
 # cluster of its own running the real vCluster 0.36.1
 REUSE_VARIABLE = "LOCALCLUSTER_REUSE"
 

@@ -10,6 +10,7 @@ lifecycle (install, ready, sleep, wake, delete) is the spawner's own code, uncha
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
@@ -43,6 +44,8 @@ async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(cluste
     ops = VClusterOps(core, apps, Helm(str(cluster.binaries / "helm"), timeout=600))
     refs = [Ref(f"vc-real{i}", f"vc-real{i}") for i in (1, 2)]
     virtuals = {ref: VirtualClient(ref, core, API_URL) for ref in refs}
+    machine_kubeconfig = Path("/root/.kube/config")   # vCluster writes this literal path
+    before = machine_kubeconfig.stat().st_mtime_ns if machine_kubeconfig.exists() else None
     try:
         for ref in refs:
             await core.create_namespace({"metadata": {"name": ref.namespace}})
@@ -56,6 +59,9 @@ async def test_real_vclusters_side_by_side_through_the_spawners_lifecycle(cluste
             await ops.wait_ready(ref, virtuals[ref], 600, steps.append)
             assert steps == ["control-plane", "api", "service-account"]
         await asyncio.gather(*(up(ref) for ref in refs))
+        # each control plane wrote its kubeconfig to its own /root/.kube, not to this machine's
+        after = machine_kubeconfig.stat().st_mtime_ns if machine_kubeconfig.exists() else None
+        assert after == before, "a vCluster wrote this machine's /root/.kube/config"
 
         # a tenant's pod, synced by the real syncer and run on the host
         ref = refs[0]
