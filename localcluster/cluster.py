@@ -14,6 +14,7 @@ from pathlib import Path
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
+from . import dns
 from .controlplane import ControlPlane, Identity, loopback_ranges, mint_identity
 from .kube import api_client
 from .kubelet import LocalKubelet
@@ -86,6 +87,8 @@ class LocalCluster:
         started = time.monotonic()
         progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler")
         await self.control_plane.start()
+        # "{coredns}": the real CoreDNS, for the cluster's DNS and the images plugins map to it
+        self.images = self.images.extended(coredns=str(await asyncio.to_thread(dns.build)))
         for plugin in self.plugins:  # e.g. vcluster_real adds its image rules
             module = importlib.import_module(plugin)
             if hasattr(module, "register"):
@@ -99,9 +102,10 @@ class LocalCluster:
         self.kubelet = LocalKubelet(
             self.api, state_dir=self.state_dir, images=self.images, nodes=self.node_names,
             apiserver_host="127.0.0.1", apiserver_port=self.control_plane.apiserver_port,
-            pod_cidr=self.pod_cidr,
+            pod_cidr=self.pod_cidr, cluster_dns=dns.cluster_dns_ip(self.service_cidr),
         )
         await self.kubelet.start()
+        await dns.deploy(self.api, self.service_cidr)
         core = client.CoreV1Api(self.api)
 
         async def default_service_account():  # proves the serviceaccount controller runs
@@ -112,6 +116,15 @@ class LocalCluster:
                 return False
 
         await wait_for(default_service_account, timeout=60, what="the default ServiceAccount",
+                       alive=self.control_plane.processes)
+        progress("waiting for the cluster DNS (CoreDNS, kube-system/kube-dns)")
+        apps = client.AppsV1Api(self.api)
+
+        async def dns_ready():
+            deployment = await apps.read_namespaced_deployment("coredns", dns.NAMESPACE)
+            return (deployment.status.ready_replicas or 0) >= 1
+
+        await wait_for(dns_ready, timeout=120, what="the cluster DNS (kube-system/coredns Ready)",
                        alive=self.control_plane.processes)
         state = ClusterState(self.state_dir, self.control_plane.server, self.control_plane.admin_kubeconfig,
                              self.binaries, os.getpid(), self.service_cidr, self.pod_cidr)

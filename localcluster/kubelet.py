@@ -49,7 +49,8 @@ log = logging.getLogger("localcluster.kubelet")
 class LocalKubelet:
     def __init__(self, api: client.ApiClient, *, state_dir: Path, images: podspec.ImageMap,
                  nodes: list[str], apiserver_host: str, apiserver_port: int,
-                 pod_cidr: str, container_path: str | None = None, node_ip: str = "127.0.0.1"):
+                 pod_cidr: str, container_path: str | None = None, node_ip: str = "127.0.0.1",
+                 cluster_dns: str | None = None):
         self.api = api
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
@@ -59,6 +60,9 @@ class LocalKubelet:
         self.node_ip = node_ip
         self.apiserver_host = apiserver_host
         self.apiserver_port = apiserver_port
+        self.cluster_dns = cluster_dns   # the kubelet's clusterDNS: ClusterFirst pods' nameserver
+        # what dnsPolicy Default pods get: this machine's, the node's
+        self.node_resolv = Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else ""
         # this Python environment's scripts (jupyterhub-singleuser) first, as an image would have them
         self.container_path = container_path or os.pathsep.join(
             [os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")])

@@ -42,7 +42,7 @@ def enter_private_mount_namespace() -> None:
     _mount(None, "/", MS_REC | MS_PRIVATE)
 
 
-def bind(source: str, target: str, read_only: bool) -> None:
+def bind(source: str, target: str) -> None:
     """``source``: a ``/proc/self/fd/N`` path of a source opened before the first mount (``main``)."""
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
@@ -51,8 +51,6 @@ def bind(source: str, target: str, read_only: bool) -> None:
         if not os.path.exists(target):
             open(target, "a").close()
     _mount(source, target, MS_BIND | MS_REC)
-    if read_only:
-        _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
 def main(spec_path: str) -> None:
@@ -65,10 +63,15 @@ def main(spec_path: str) -> None:
     # hide sources that live under /tmp (the cluster's state directory, often). The mount is
     # then made from the open descriptor's /proc/self/fd path, which the new mount cannot hide.
     mounts = [(os.open(source, os.O_PATH), target, read_only) for source, target, read_only in spec["mounts"]]
-    # Deepest targets last, so a mount inside another mount is not hidden by it.
-    for fd, target, read_only in sorted(mounts, key=lambda m: m[1].count("/")):
-        bind(f"/proc/self/fd/{fd}", target, read_only)
+    # Deepest targets last, so a mount inside another mount is not hidden by it; read-only only
+    # once all are made, as a mount point inside a read-only volume (vCluster's CoreDNS mounts
+    # /etc/coredns/custom inside /etc/coredns) is made in it first.
+    for fd, target, _ in sorted(mounts, key=lambda m: m[1].count("/")):
+        bind(f"/proc/self/fd/{fd}", target)
         os.close(fd)
+    for _, target, read_only in mounts:
+        if read_only:
+            _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
     cwd = spec.get("cwd") or "/"
     os.makedirs(cwd, exist_ok=True)
     os.chdir(cwd)

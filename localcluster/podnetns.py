@@ -6,13 +6,16 @@ for programs that bind their pod IP, but not for one that binds fixed ports on 1
 0.0.0.0:8443 (docs/real-vcluster.md), so a second vCluster, or any other pod serving 8443,
 could not start. A pod whose image rule says ``network: own`` therefore gets a network
 namespace (``ip netns``: only a loopback device, on which the whole of 127.0.0.0/8 is local,
-its pod IP included), shared by all its containers, and two kinds of relay:
+its pod IP included), shared by all its containers, and two kinds of relay (TCP, or UDP for
+DNS; ``relay.py``):
 
 - in: a listener on the pod IP in the machine's namespace for each port the pod declares or
-  probes, forwarding into the pod's namespace (probes, Services and other pods reach it as
-  any pod);
-- out: a listener on the host API's address inside the pod's namespace, forwarding to the host
-  API (the only thing outside such a pod needs; other destinations are unreachable from it).
+  probes or its image rule names, forwarding into the pod's namespace (probes, Services and
+  other pods reach it as any pod);
+- out: a listener inside the pod's namespace for each address outside the pod is told of (the
+  host API, the cluster DNS, the Kubernetes API and nameservers its containers are given),
+  forwarding to the same address in the machine's namespace; other destinations are
+  unreachable from it.
 
 A socket belongs to the namespace it was created in, so relays create the inner socket in a
 short-lived thread that enters the pod's namespace (``setns`` applies to the calling thread
@@ -25,12 +28,15 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import ipaddress
 import logging
 import os
 import socket
 import subprocess
 import threading
 from collections.abc import Callable
+
+from .relay import UdpRelay, splice, udp_socket_to
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
@@ -71,28 +77,6 @@ async def _inside(path: str, make: Callable[[], socket.socket]) -> socket.socket
     return await made
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
-async def _splice(client: tuple[asyncio.StreamReader, asyncio.StreamWriter], connect) -> None:
-    reader, writer = client
-    try:
-        up_reader, up_writer = await connect()
-    except OSError:
-        writer.close()
-        return
-    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-
 class PodNetwork:
     """One pod's namespace and its relays; ``create`` makes it, ``remove`` ends it."""
 
@@ -100,24 +84,51 @@ class PodNetwork:
         self.name = name
         self.path = f"{NETNS_DIR}/{name}"
         self.pod_ip = pod_ip
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server | UdpRelay] = []
 
     @classmethod
-    async def create(cls, name: str, pod_ip: str, ports: list[int], host_api: tuple[str, int]) -> PodNetwork:
+    async def create(cls, name: str, pod_ip: str, inbound: set[tuple[int, str]],
+                     outbound: set[tuple[str, int, str]]) -> PodNetwork:
+        """``inbound``: (port, protocol) pairs served inside; ``outbound``: (address, port,
+        protocol) the pod reaches outside. Protocol: ``TCP`` or ``UDP``."""
         net = cls(name, pod_ip)
         await _ip("netns", "add", name)
         try:
             await _ip("-n", name, "link", "set", "lo", "up")
-            for port in sorted(set(ports)):
-                net._servers.append(await asyncio.start_server(
-                    lambda r, w, port=port: _splice((r, w), lambda: net._connect_inside(port)), pod_ip, port))
-            listener = await _inside(net.path, lambda: socket.create_server(host_api))
-            net._servers.append(await asyncio.start_server(
-                lambda r, w: _splice((r, w), lambda: asyncio.open_connection(*host_api)), sock=listener))
+            # 127.0.0.0/8 is local on lo already; an outside address (the node's nameserver) is
+            # made local too, so its relay can listen there
+            for host in sorted({host for host, _, _ in outbound if not ipaddress.ip_address(host).is_loopback}):
+                await _ip("-n", name, "addr", "add", f"{host}/32", "dev", "lo")
+            for port, protocol in sorted(inbound):
+                await net._relay((pod_ip, port), protocol, listen_inside=False)
+            for host, port, protocol in sorted(outbound):
+                await net._relay((host, port), protocol, listen_inside=True)
         except BaseException:
             await net.remove()
             raise
         return net
+
+    async def _relay(self, address: tuple[str, int], protocol: str, *, listen_inside: bool) -> None:
+        """A listener on ``address`` on one side of the namespace boundary, forwarding to the
+        same address on the other."""
+        if protocol == "UDP":
+            def listen():
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind(address)
+                return sock
+            if listen_inside:
+                self._servers.append(await UdpRelay.serve(
+                    lambda: asyncio.to_thread(udp_socket_to, address), sock=await _inside(self.path, listen)))
+            else:
+                self._servers.append(await UdpRelay.serve(
+                    lambda: _inside(self.path, lambda: udp_socket_to(address)), address=address))
+        elif listen_inside:
+            listener = await _inside(self.path, lambda: socket.create_server(address))
+            self._servers.append(await asyncio.start_server(
+                lambda r, w: splice(r, w, lambda: asyncio.open_connection(*address)), sock=listener))
+        else:
+            self._servers.append(await asyncio.start_server(
+                lambda r, w: splice(r, w, lambda: self._connect_inside(address[1])), *address))
 
     async def _connect_inside(self, port: int):
         def connect():

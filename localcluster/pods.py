@@ -4,6 +4,7 @@ per container (a local process or a simulation)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
@@ -114,6 +115,7 @@ class PodWorker:
     failure: str | None = None
     volume_dirs: dict[str, str] = field(default_factory=dict)
     network: PodNetwork | None = None   # a network namespace of its own (image rule network: own)
+    resolv: str | None = None   # its /etc/resolv.conf; None: the node's (podspec.resolv_conf)
 
     @property
     def pod_dir(self) -> Path:
@@ -124,6 +126,11 @@ class PodWorker:
         ``/root`` is its own, and pods here share this machine's, where a vCluster leaves a
         ``~/.kube/config`` that the next one read (docs/real-vcluster.md)."""
         return self.pod_dir / f"{name}.home"
+
+    def _termination_message(self, name: str) -> Path:
+        """The file a container may write its termination message to (mounted at its
+        terminationMessagePath), emptied at every start."""
+        return self.pod_dir / f"{name}.termination-log"
 
     def private_dir(self, name: str, target: str) -> Path:
         """The empty, writable stand-in for directory ``target`` of container ``name``'s image
@@ -203,6 +210,9 @@ class PodWorker:
         volume_dirs = await self._prepare_volumes()
         if volume_dirs is None:
             return
+        self.resolv = podspec.resolv_conf(self.pod, self.kubelet.cluster_dns)
+        if self.resolv is not None:
+            (self.pod_dir / "resolv.conf").write_text(self.resolv)
         if not host_network and self._wants_own_network():
             await self._create_network()
         self.volume_dirs = volume_dirs
@@ -243,14 +253,23 @@ class PodWorker:
         return any(own(spec) for spec in self._all_containers())
 
     async def _create_network(self) -> None:
-        """Relays in for every port the pod declares or probes; out to the host API."""
-        ports = [p["containerPort"] for spec in self._all_containers() for p in spec.get("ports") or []]
+        """Relays in for every port the pod declares or probes or its images serve; out to the
+        host API, the cluster DNS and the addresses its containers are given."""
+        inbound = {(p["containerPort"], p.get("protocol", "TCP"))
+                   for spec in self._all_containers() for p in spec.get("ports") or []}
         for spec in self.pod["spec"]["containers"]:
             target = podspec.readiness_target(spec)
             if target is not None:
-                ports.append(podspec.resolve_port(spec, target[1]))
-        self.network = await PodNetwork.create(f"lc-{self.uid}", self.ip, ports,
-                                               (self.kubelet.apiserver_host, self.kubelet.apiserver_port))
+                inbound.add((podspec.resolve_port(spec, target[1]), "TCP"))
+            with contextlib.suppress(podspec.PodSpecError):   # reported when the container is created
+                inbound.update(self.kubelet.images.rule_for(spec.get("image", "")).ports)
+        k = self.kubelet
+        apis = {(k.apiserver_host, k.apiserver_port)} | podspec.kubernetes_api_addresses(self.pod)
+        outbound = {(host, port, "TCP") for host, port in apis}
+        resolv = self.resolv if self.resolv is not None else k.node_resolv
+        for server in set(podspec.nameservers(resolv)) | ({k.cluster_dns} if k.cluster_dns else set()):
+            outbound |= {(server, 53, "UDP"), (server, 53, "TCP")}
+        self.network = await PodNetwork.create(f"lc-{self.uid}", self.ip, inbound, outbound)
 
     async def _fail_until_deleted(self, message: str, reason: str = "FailedCreate") -> None:
         self.failure = message
@@ -315,6 +334,11 @@ class PodWorker:
                 runtime.mounts += [podspec.Mount(str(self.private_dir(spec["name"], target)), target, False)
                                    for target in rule.private]
                 runtime.mounts += podspec.container_mounts(spec, volume_dirs)
+                runtime.mounts.append(podspec.Mount(
+                    str(self._termination_message(spec["name"])),
+                    spec.get("terminationMessagePath") or "/dev/termination-log", False))
+                if self.resolv is not None:
+                    runtime.mounts.append(podspec.Mount(str(self.pod_dir / "resolv.conf"), "/etc/resolv.conf", True))
                 runtime.env = await self._env(spec, rule)
             else:
                 factory = _SIMULATORS.get(rule.simulate)
@@ -375,6 +399,7 @@ class PodWorker:
             home.mkdir(parents=True)
             for target in runtime.rule.private:
                 self.private_dir(name, target).mkdir(parents=True)
+            self._termination_message(name).write_text("")
             argv = podspec.expand_argv(runtime.argv, runtime.env)
             spec_file.write_text(json.dumps({
                 "argv": argv, "env": runtime.env, "cwd": runtime.spec.get("workingDir") or "/",
@@ -440,9 +465,11 @@ class PodWorker:
                 "reason": "Completed" if code == 0 else "Error",
                 "startedAt": runtime.started_at, "finishedAt": now(),
             }
-            if code != 0:
-                tail = (self.pod_dir / f"{runtime.spec['name']}.log").read_text(errors="replace")[-2000:]
-                runtime.finished["message"] = tail
+            message = self._termination_message(runtime.spec["name"]).read_text(errors="replace")[:4096]
+            if not message and code != 0:   # as FallbackToLogsOnError: the log's tail
+                message = (self.pod_dir / f"{runtime.spec['name']}.log").read_text(errors="replace")[-2000:]
+            if message:
+                runtime.finished["message"] = message
             restart = policy == "Always" or (policy == "OnFailure" and code != 0)
             log.info("%s/%s container %s exited %s (restart: %s)", self.namespace, self.name,
                      runtime.spec["name"], code, restart)

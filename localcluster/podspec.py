@@ -54,6 +54,9 @@ class ImageRule:
     # container start, as an image's writable layer is: pods share this machine's file system
     private: tuple[str, ...] = ()
     own_network: bool = False   # binds fixed loopback ports: a network namespace of its own (podnetns.py)
+    # (port, protocol) the program serves that containers need not declare (relayed into an
+    # own network, as declared ports are)
+    ports: tuple[tuple[int, str], ...] = ()
     simulate: str | None = None
 
     def argv(self, container: dict) -> list[str]:
@@ -69,6 +72,15 @@ class ImageRule:
                 f"command or args and its image rule {self.pattern!r} sets no entrypoint or cmd"
             )
         return argv
+
+
+def _port_protocol(text: str, source: str, image: str) -> tuple[int, str]:
+    """"1053/UDP" -> (1053, "UDP"); the protocol defaults to TCP."""
+    port, _, protocol = str(text).partition("/")
+    protocol = (protocol or "TCP").upper()
+    if not port.isdigit() or protocol not in ("TCP", "UDP"):
+        raise ValueError(f"{source}: rule {image}: port {text!r} is not PORT or PORT/TCP or PORT/UDP")
+    return int(port), protocol
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ class ImageMap:
                 content=tuple(((run or {}).get("content") or {}).items()),
                 private=tuple((run or {}).get("private") or ()),
                 own_network=(run or {}).get("network") == "own",
+                ports=tuple(_port_protocol(p, source, entry["image"]) for p in (run or {}).get("ports") or ()),
                 simulate=entry.get("simulate"),
             ))
         return cls(tuple(rules), source)
@@ -432,3 +445,57 @@ def resolve_port(container: dict, port: int | str) -> int:
         if p.get("name") == port:
             return p["containerPort"]
     raise PodSpecError(f"container {container['name']!r} has no port named {port!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# DNS and the addresses a pod is told of
+
+CLUSTER_DOMAIN = "cluster.local"
+
+
+def resolv_conf(pod: dict, cluster_dns: str | None) -> str | None:
+    """The /etc/resolv.conf the kubelet gives the pod's containers, from its dnsPolicy and
+    dnsConfig (Kubernetes' pod DNS rules), or None for the node's own (``Default``, a host-network
+    ``ClusterFirst``, or ``ClusterFirst`` when the kubelet has no cluster DNS, as a kubelet
+    without ``clusterDNS`` falls back)."""
+    spec = pod["spec"]
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    config = spec.get("dnsConfig") or {}
+    namespace = pod["metadata"].get("namespace", "default")
+    if policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not spec.get("hostNetwork")):
+        if cluster_dns is None:
+            return None
+        nameservers = [cluster_dns]
+        searches = [f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN]
+        options = {"ndots": "5"}
+    elif policy == "None":
+        nameservers, searches, options = [], [], {}
+    else:
+        return None
+    nameservers += [n for n in config.get("nameservers") or [] if n not in nameservers]
+    searches += [s for s in config.get("searches") or [] if s not in searches]
+    for option in config.get("options") or []:
+        options[option["name"]] = option.get("value")
+    lines = [f"nameserver {n}" for n in nameservers]
+    if searches:
+        lines.append("search " + " ".join(searches))
+    if options:
+        lines.append("options " + " ".join(k if v is None else f"{k}:{v}" for k, v in options.items()))
+    return "\n".join(lines) + "\n"
+
+
+def nameservers(resolv: str | None) -> list[str]:
+    return [line.split()[1] for line in (resolv or "").splitlines() if line.startswith("nameserver ") and len(line.split()) > 1]
+
+
+def kubernetes_api_addresses(pod: dict) -> set[tuple[str, int]]:
+    """The Kubernetes API addresses the pod's containers are given by literal environment values
+    (``KUBERNETES_SERVICE_HOST``/``_PORT``: a vCluster's syncer points its tenants' pods at the
+    virtual API this way, upstream pkg/controllers/resources/pods/translate/translator.go)."""
+    found = set()
+    for container in list(pod["spec"].get("initContainers") or []) + list(pod["spec"]["containers"]):
+        env = {e["name"]: e.get("value") for e in container.get("env") or [] if "value" in e}
+        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+        if host and port and str(port).isdigit():
+            found.add((host, int(port)))
+    return found

@@ -1,8 +1,9 @@
 """A stand-in for kube-proxy: Service cluster IPs answer on this machine.
 
 Cluster IPs come from a loopback range (see ``controlplane``), so the proxy can listen on
-``<clusterIP>:<port>`` for every TCP port of every ClusterIP Service and forward each
-connection to a Ready pod matching the Service's selector.
+``<clusterIP>:<port>`` for every TCP and UDP port of every ClusterIP Service and forward each
+connection (for UDP: each client, ``relay.UdpRelay``) to a Ready pod matching the Service's
+selector.
 
 It selects pods itself instead of reading EndpointSlices: the API server rejects loopback
 addresses in EndpointSlices and Endpoints ("may not be in the loopback range"), so the
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio import client
 
 from .kube import watch_forever
+from .relay import UdpRelay, splice, udp_socket_to
 
 log = logging.getLogger("localcluster.serviceproxy")
 
@@ -29,7 +31,8 @@ log = logging.getLogger("localcluster.serviceproxy")
 class _Service:
     selector: dict[str, str]
     ports: dict[str, int | str] = field(default_factory=dict)      # port name -> targetPort
-    listeners: dict[tuple[str, int], asyncio.AbstractServer] = field(default_factory=dict)
+    # (cluster IP, port, protocol) -> its listener
+    listeners: dict[tuple[str, int, str], asyncio.AbstractServer | UdpRelay] = field(default_factory=dict)
     rotation: itertools.count = field(default_factory=itertools.count)
 
 
@@ -51,14 +54,14 @@ class ServiceProxy:
     async def on_service(self, event_type: str, svc) -> None:
         key = (svc.metadata.namespace, svc.metadata.name)
         old = self.services.pop(key, None)
-        wanted: dict[tuple[str, int], str] = {}
+        wanted: dict[tuple[str, int, str], str] = {}
         state = _Service(selector=svc.spec.selector or {})
         if event_type != "DELETED" and svc.spec.selector:
             for ip in svc.spec.cluster_ips or []:
                 if ip != "None" and ipaddress.ip_address(ip) in self.network:
                     for port in svc.spec.ports or []:
-                        if (port.protocol or "TCP") == "TCP":
-                            wanted[(ip, port.port)] = port.name or ""
+                        if (port.protocol or "TCP") in ("TCP", "UDP"):
+                            wanted[(ip, port.port, port.protocol or "TCP")] = port.name or ""
                             state.ports[port.name or ""] = port.target_port or port.port
         listeners = old.listeners if old else {}
         for addr in list(listeners):
@@ -66,11 +69,16 @@ class ServiceProxy:
                 listeners.pop(addr).close()
         for addr, name in wanted.items():
             if addr not in listeners:
+                ip, port, protocol = addr
                 try:
-                    listeners[addr] = await asyncio.start_server(
-                        lambda r, w, k=key, n=name: self._forward(k, n, r, w), addr[0], addr[1])
+                    if protocol == "UDP":
+                        listeners[addr] = await UdpRelay.serve(
+                            lambda k=key, n=name: self._udp_upstream(k, n), address=(ip, port))
+                    else:
+                        listeners[addr] = await asyncio.start_server(
+                            lambda r, w, k=key, n=name: self._forward(k, n, r, w), ip, port)
                 except OSError as e:
-                    log.warning("cannot listen on %s:%s for service %s/%s: %s", *addr, *key, e)
+                    log.warning("cannot listen on %s:%s/%s for service %s/%s: %s", *addr, *key, e)
         state.listeners = listeners
         if event_type != "DELETED":
             self.services[key] = state
@@ -97,29 +105,20 @@ class ServiceProxy:
                     found.append((pod.ip, int(port)))
         return sorted(found)
 
-    async def _forward(self, key, port_name, reader, writer) -> None:
+    def _pick(self, key: tuple[str, str], port_name: str) -> tuple[str, int] | None:
         targets = self._targets(key, port_name)
-        if not targets:
+        return targets[next(self.services[key].rotation) % len(targets)] if targets else None
+
+    async def _forward(self, key, port_name, reader, writer) -> None:
+        target = self._pick(key, port_name)
+        if target is None:
             writer.close()  # like kube-proxy's REJECT for a Service without endpoints
             return
-        target = targets[next(self.services[key].rotation) % len(targets)]
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*target)
-        except OSError:
-            writer.close()
-            return
+        await splice(reader, writer, lambda: asyncio.open_connection(*target))
 
-        async def pipe(src, dst):
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except ConnectionError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+    async def _udp_upstream(self, key, port_name):
+        target = self._pick(key, port_name)
+        return udp_socket_to(target) if target else None
 
     async def run(self) -> None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import json
 
 import pytest
 import yaml
@@ -218,6 +219,66 @@ async def test_a_pod_recreated_under_its_old_name_replaces_the_old_host_pod(kube
     assert new.metadata.uid != old.metadata.uid
     host = await core.read_namespaced_pod("again-x-default-x-vc", ns)
     assert host.metadata.annotations["vcluster.loft.sh/object-uid"] == new.metadata.uid
+
+
+# what a tenant's pod runs to resolve names: the C library's resolver, reading the
+# /etc/resolv.conf the kubelet wrote from the dnsPolicy the syncer translated
+RESOLVE = (
+    "import json, socket, sys, urllib.request\n"
+    "def ip(name):\n"
+    "    try:\n"
+    "        return socket.gethostbyname(name)\n"
+    "    except OSError as e:\n"
+    "        return 'error: %s' % e\n"
+    "names = sys.argv[1].split(',')\n"
+    "found = {n: ip(n) for n in names}\n"
+    "found['http'] = urllib.request.urlopen('http://%s:18501/' % names[-1], timeout=10).status\n"
+    "found['resolv.conf'] = open('/etc/resolv.conf').read()\n"
+    "open('/dev/termination-log', 'w').write(json.dumps(found))\n"
+)
+
+
+async def test_coredns_serves_virtual_names_and_forwards_the_rest_to_the_host_dns(kube, cluster):
+    """The real CoreDNS vCluster deploys: virtual Services by name, and with fallbackHostCluster
+    host Services too (upstream pkg/coredns/template.go forwards to the control plane's
+    nameserver, the host's kube-dns)."""
+    core = client.CoreV1Api(kube)
+    host_ns, ns = await new_namespace(kube, "dnshost"), await new_namespace(kube)
+    await core.create_namespaced_pod(host_ns, python_pod(
+        "hostweb", ["-m", "http.server", "18501", "--directory=/tmp"], restart="Always", ports=[18501]))
+    await core.create_namespaced_service(host_ns, {"metadata": {"name": "hostweb"}, "spec": {
+        "selector": {"test": "hostweb"}, "ports": [{"port": 18501}]}})
+    await install(cluster, "vc", ns, {"networking": {"advanced": {"fallbackHostCluster": True}}})
+    await wait_ready(kube, "vc", ns)
+    vapi = await virtual_client(kube, "vc", ns)
+    try:
+        vcore = client.CoreV1Api(vapi)
+        await vcore.create_namespaced_service("default", {"metadata": {"name": "vweb"}, "spec": {
+            "selector": {"test": "nobody"}, "ports": [{"port": 80}]}})
+        names = ["kubernetes.default.svc.cluster.local", "vweb", "nope.default.svc.cluster.local",
+                 f"hostweb.{host_ns}.svc.cluster.local"]
+        pod = python_pod("resolve", ["-c", RESOLVE, ",".join(names)])
+        await vcore.create_namespaced_pod("default", pod)
+        done = await pod_phase(vcore, "default", "resolve", "Succeeded", "Failed", timeout=120)
+        message = done.status.container_statuses[0].state.terminated.message
+        assert done.status.phase == "Succeeded", message
+        found = json.loads(message)
+        virtual_kubernetes = await vcore.read_namespaced_service("kubernetes", "default")
+        vweb = await vcore.read_namespaced_service("vweb", "default")
+        hostweb = await core.read_namespaced_service("hostweb", host_ns)
+        assert found["kubernetes.default.svc.cluster.local"] == virtual_kubernetes.spec.cluster_ip
+        assert found["vweb"] == vweb.spec.cluster_ip   # the short name, through the search list
+        assert found["nope.default.svc.cluster.local"].startswith("error")
+        # not a virtual name: CoreDNS forwarded it to the host's DNS, which knows the host Service
+        assert found[f"hostweb.{host_ns}.svc.cluster.local"] == hostweb.spec.cluster_ip
+        assert found["http"] == 200
+        vdns = await core.read_namespaced_service("kube-dns-x-kube-system-x-vc", ns)
+        assert found["resolv.conf"].startswith(f"nameserver {vdns.spec.cluster_ip}\n"), found["resolv.conf"]
+    finally:
+        await vapi.close()
+        await helm(cluster, "uninstall", "vc", "-n", ns, check=False)
+        for namespace in (ns, host_ns):
+            await core.delete_namespace(namespace)
 
 
 async def test_scale_to_zero_keeps_synced_pods_running_and_resume_deletes_bare_pods(kube, vcluster, cluster):

@@ -5,19 +5,32 @@
 #   kine                github.com/k3s-io/kine, pure-Go SQLite (the chart runs it as /binaries/kine)
 #   vcluster-<v>.tgz    the module's `chart/`, packaged at the module's version (the module holds
 #                       it as version 0.0.1; upstream's release pipeline sets the real one)
+# With the argument `coredns`, builds instead, into a directory of its own:
+#   coredns             github.com/coredns/coredns at the version vCluster deploys inside each
+#                       virtual cluster; the local cluster's own DNS runs it too
 # A second run with the same pins does nothing. Prints the directory on the last line of stdout;
-# progress goes to stderr. Needs helm: pass its path as $HELM or have it on PATH.
+# progress goes to stderr. Needs helm (vcluster only): pass its path as $HELM or have it on PATH.
 set -euo pipefail
 
 VCLUSTER_VERSION=v0.36.1
 # the module does not pin the kine its control-plane image ships; this one serves v0.36.1
 # (docs/real-vcluster.md)
 KINE_VERSION=v0.17.5
+# the image v0.36.1 deploys for Kubernetes 1.36 (upstream pkg/constants/coredns.go CoreDNSVersionMap)
+COREDNS_VERSION=v1.14.2
 
+target=${1:-vcluster}
 cache_root=${VCS_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vcluster-spawner/bin}
-out="$cache_root/vcluster-$VCLUSTER_VERSION-kine-$KINE_VERSION"
 chart="vcluster-${VCLUSTER_VERSION#v}.tgz"
-complete() { [ -x "$out/vcluster" ] && [ -x "$out/kine" ] && [ -f "$out/$chart" ]; }
+case $target in
+  vcluster)
+    out="$cache_root/vcluster-$VCLUSTER_VERSION-kine-$KINE_VERSION"
+    complete() { [ -x "$out/vcluster" ] && [ -x "$out/kine" ] && [ -f "$out/$chart" ]; } ;;
+  coredns)
+    out="$cache_root/coredns-$COREDNS_VERSION"
+    complete() { [ -x "$out/coredns" ]; } ;;
+  *) echo "build-vcluster: unknown target '$target' (vcluster or coredns)" >&2; exit 2 ;;
+esac
 if complete; then echo "$out"; exit 0; fi
 # one build at a time: a second caller (another test worker, a second make) waits, then finds it done
 mkdir -p "$cache_root"
@@ -26,8 +39,6 @@ flock 9
 if complete; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-vcluster: Go is required (go 1.26+) and was not found on PATH" >&2; exit 1; }
-helm=${HELM:-$(command -v helm || true)}
-[ -x "$helm" ] || { echo "build-vcluster: helm is required to package the chart (set HELM=/path/to/helm)" >&2; exit 1; }
 
 mkdir -p "$out.partial"
 log="$out.partial/build.log"
@@ -43,6 +54,20 @@ source_of() { # <module> <version>: a writable copy of the module's source (the 
 }
 start=$(date +%s)
 
+if [ "$target" = coredns ]; then
+  step "coredns $COREDNS_VERSION (cold: ~7 min on 2 cores; log: $log)"
+  src=$(source_of github.com/coredns/coredns "$COREDNS_VERSION")
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+     -ldflags "-s -w" -o "$out.partial/coredns" .) \
+    >>"$log" 2>&1 || fail "building coredns"
+  rm -rf "$out"; mv "$out.partial" "$out"
+  step "done in $(( $(date +%s) - start )) s -> $out"
+  echo "$out"
+  exit 0
+fi
+
+helm=${HELM:-$(command -v helm || true)}
+[ -x "$helm" ] || { echo "build-vcluster: helm is required to package the chart (set HELM=/path/to/helm)" >&2; exit 1; }
 step "vcluster $VCLUSTER_VERSION (cold: ~15 min on 2 cores; log: $log)"
 src=$(source_of github.com/loft-sh/vcluster "$VCLUSTER_VERSION")
 (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \

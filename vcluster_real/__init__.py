@@ -6,8 +6,8 @@ from the Go module proxy: the syncer image (``ghcr.io/loft-sh/vcluster-*``, entr
 ``/vcluster start``, upstream Dockerfile.release) and the init container's Kubernetes image
 (``ghcr.io/loft-sh/kubernetes:*``, whose ``/kubernetes`` holds the control-plane binaries and
 kine; upstream chart/templates/_init-containers.tpl copies it to ``/binaries``). Nothing of
-vCluster is emulated but the CoreDNS it deploys inside each virtual cluster (simulated: the
-stand-in kubelet serves pods no DNS yet, docs/real-vcluster.md).
+vCluster is emulated: the CoreDNS it deploys inside each virtual cluster is the real one too
+(built by ``localcluster.dns``) and forwards to the local cluster's own (docs/real-vcluster.md).
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def register(cluster) -> None:
                  # binds 127.0.0.1:6443, :10257, :2381, :10099 and 0.0.0.0:8443
                  "network": "own"}},
         KUBERNETES_IMAGE_RULE,
-        # CoreDNS inside the vCluster is not built here: Running and Ready, no DNS served
-        {"image": "docker.io/coredns/coredns:*", "simulate": "plain"},
+        # CoreDNS inside the vCluster, the real one (localcluster/dns.py builds it). Its Corefile
+        # serves .:1053 (upstream pkg/coredns/template.go); its Deployment declares no ports.
+        {"image": "docker.io/coredns/coredns:*",
+         "run": {"entrypoint": ["/coredns"], "content": {"/coredns": "{coredns}/coredns"},
+                 "network": "own", "ports": ["1053/UDP", "1053/TCP"]}},
     ], source=__name__, vcluster=str(built), vcluster_kubernetes=str(kubernetes_image(cluster, built)))
