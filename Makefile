@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # the Kubernetes control plane, etcd and helm; then the real vCluster, kine and its chart (the
-# chart is packaged with that helm)
+# chart is packaged with that helm); then CoreDNS (the local cluster's DNS and vCluster's)
 binaries:
 	@bin=$$(bash tools/build-binaries.sh | tail -1) && HELM=$$bin/helm bash tools/build-vcluster.sh >/dev/null
+	@bash tools/build-vcluster.sh coredns >/dev/null
 
 $(CHP):
 	@echo "[make] installing configurable-http-proxy $(CHP_VERSION) into $(CACHE)/node"

@@ -345,3 +345,34 @@ async def test_service_cluster_ip_forwards_to_ready_pods(kube, namespace):
         writer.close()
         return line.startswith(b"HTTP/1.0 200")
     await wait_for(answers, timeout=30, what="service cluster IP answering")
+
+
+async def test_pods_resolve_services_through_the_cluster_dns(kube, namespace):
+    """kube-dns is the real CoreDNS (localcluster/dns.py); a ClusterFirst pod's C library
+    resolver reaches it through the resolv.conf the kubelet wrote and the UDP Service proxy."""
+    core = client.CoreV1Api(kube)
+    svc = await core.create_namespaced_service(namespace, {
+        "metadata": {"name": "named"}, "spec": {"selector": {"test": "nobody"}, "ports": [{"port": 80}]}})
+    code = (
+        "import json, socket\n"
+        "def ip(name):\n"
+        "    try:\n"
+        "        return socket.gethostbyname(name)\n"
+        "    except OSError as e:\n"
+        "        return 'error: %s' % e\n"
+        f"found = {{n: ip(n) for n in ('named', 'named.{namespace}.svc.cluster.local', 'kubernetes.default',"
+        " 'absent.default.svc.cluster.local')}\n"
+        "found['resolv.conf'] = open('/etc/resolv.conf').read()\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(found))\n"
+    )
+    await core.create_namespaced_pod(namespace, python_pod("resolver", code))
+    pod = await pod_phase(core, namespace, "resolver", "Succeeded", "Failed", timeout=60)
+    message = pod.status.container_statuses[0].state.terminated.message
+    assert pod.status.phase == "Succeeded", message
+    found = json.loads(message)
+    kube_dns = await core.read_namespaced_service("kube-dns", "kube-system")
+    kubernetes = await core.read_namespaced_service("kubernetes", "default")
+    assert found["resolv.conf"].startswith(f"nameserver {kube_dns.spec.cluster_ip}\nsearch {namespace}.svc.cluster.local ")
+    assert found["named"] == found[f"named.{namespace}.svc.cluster.local"] == svc.spec.cluster_ip
+    assert found["kubernetes.default"] == kubernetes.spec.cluster_ip
+    assert found["absent.default.svc.cluster.local"].startswith("error")

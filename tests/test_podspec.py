@@ -162,3 +162,40 @@ def test_readiness_target_prefers_probe_then_first_port():
     tls = {"name": "c", "readinessProbe": {"httpGet": {"port": 8443, "path": "/readyz", "scheme": "HTTPS"}}}
     assert podspec.readiness_target(tls) == ("https", 8443, "/readyz")
     assert podspec.resolve_port(c, "web") == 8888
+
+
+def test_resolv_conf_follows_the_dns_policy_as_a_kubelet_writes_it():
+    cluster_first = podspec.resolv_conf(pod(), "127.96.0.10")
+    assert cluster_first == ("nameserver 127.96.0.10\n"
+                             "search ns.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n")
+    # the node's own: Default, a host-network ClusterFirst, or no cluster DNS configured
+    assert podspec.resolv_conf(pod(dnsPolicy="Default"), "127.96.0.10") is None
+    assert podspec.resolv_conf(pod(hostNetwork=True), "127.96.0.10") is None
+    assert podspec.resolv_conf(pod(), None) is None
+    assert podspec.resolv_conf(pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), "10.0.0.10").startswith(
+        "nameserver 10.0.0.10\n")
+    # None: dnsConfig alone (what vCluster's syncer gives tenants' pods)
+    translated = pod(dnsPolicy="None", dnsConfig={
+        "nameservers": ["127.96.4.2"], "searches": ["default.svc.cluster.local", "svc.cluster.local"],
+        "options": [{"name": "ndots", "value": "5"}, {"name": "edns0"}]})
+    assert podspec.resolv_conf(translated, "127.96.0.10") == (
+        "nameserver 127.96.4.2\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5 edns0\n")
+    # ClusterFirst merges dnsConfig, without duplicates
+    merged = podspec.resolv_conf(pod(dnsConfig={"nameservers": ["1.1.1.1", "127.96.0.10"],
+                                                "options": [{"name": "ndots", "value": "2"}]}), "127.96.0.10")
+    assert podspec.nameservers(merged) == ["127.96.0.10", "1.1.1.1"] and "ndots:2" in merged
+
+
+def test_a_pod_is_told_of_kubernetes_apis_only_by_literal_environment_values():
+    told = pod(containers=[{"name": "a", "env": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.96.3.4"},
+                                                 {"name": "KUBERNETES_SERVICE_PORT", "value": "443"}]},
+                           {"name": "b", "env": [{"name": "KUBERNETES_SERVICE_HOST", "valueFrom": {}}]}])
+    assert podspec.kubernetes_api_addresses(told) == {("127.96.3.4", 443)}
+    assert podspec.kubernetes_api_addresses(pod(containers=[{"name": "c"}])) == set()
+
+
+def test_image_rule_ports_default_to_tcp_and_reject_what_is_not_a_port():
+    rules = ImageMap.parse([{"image": "dns:*", "run": {"ports": ["1053/udp", 9153], "network": "own"}}])
+    assert rules.rule_for("dns:1").ports == ((1053, "UDP"), (9153, "TCP"))
+    with pytest.raises(ValueError, match="is not PORT or PORT/TCP or PORT/UDP"):
+        ImageMap.parse([{"image": "dns:*", "run": {"ports": ["53/sctp"]}}])

@@ -287,6 +287,9 @@ async def test_users_manage_their_own_vcluster_and_nothing_else(cluster, kube, t
     await core.create_namespace({"metadata": {"name": store}})
     await core.create_namespaced_secret(store, {"metadata": {"name": "s3-amy"}, "stringData": {
         "AWS_ACCESS_KEY_ID": "amy", "AWS_SECRET_ACCESS_KEY": "amy-secret", "S3_BUCKET": "amy-bucket"}})
+    # the object store's host Service, which notebooks reach by name
+    objects = await core.create_namespaced_service(store, {"metadata": {"name": "objects"}, "spec": {
+        "selector": {"app": "object-store"}, "ports": [{"port": 9000}]}})
     config = SLEEP_ON_STOP + f'c.VClusterSpawner.s3_credentials_secret_template = "{store}/s3-{{username}}"\n' + """
 c.VClusterSpawner.user_namespace_objects = [{
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "notebooks-from-hub"}, "spec": {
@@ -314,6 +317,13 @@ c.VClusterSpawner.user_namespace_objects = [{
             assert result[f"{identity}_at_other_vcluster"] == 401, (identity, result)
             assert result[f"{identity}_at_host"] == 401, (identity, result)
         assert result["hub_api"] == 200, result
+        # names: the notebook asks its vCluster's CoreDNS, which answers for the virtual cluster
+        # (its `kubernetes` Service has the address of amy's host Service N) and forwards host
+        # names to the host's DNS (fallbackHostCluster, set by the spawner)
+        code, out = await notebook_exec(cluster, "amy", "import socket; print('IPS', *map(socket.gethostbyname, "
+                                        f"['kubernetes.default', 'objects.{store}.svc.cluster.local']))")
+        amy_svc = await core.read_namespaced_service(*reversed(ref("amy")))
+        assert f"IPS {amy_svc.spec.cluster_ip} {objects.spec.cluster_ip}" in out, out
         # the namespace NetworkPolicy is rendered for the user and selects the real notebook pod
         ns, name = ref("amy")
         policy = await client.NetworkingV1Api(kube).read_namespaced_network_policy("notebooks-from-hub", ns)
