@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # the Kubernetes control plane, etcd and helm; then the real vCluster, kine and its chart (the
-# chart is packaged with that helm); then CoreDNS (the local cluster's DNS and vCluster's)
+# chart is packaged with that helm); then CoreDNS (the local cluster's DNS and vCluster's); then
+# the vcluster CLI (the upstream tests check that it and the spawner agree on pause and resume)
 binaries:
 	@bin=$$(bash tools/build-binaries.sh | tail -1) && HELM=$$bin/helm bash tools/build-vcluster.sh >/dev/null
 	@bash tools/build-vcluster.sh coredns >/dev/null
+	@bash tools/build-vcluster.sh cli >/dev/null
 
 $(CHP):
 	@echo "[make] installing configurable-http-proxy $(CHP_VERSION) into $(CACHE)/node"

@@ -13,7 +13,6 @@ A vCluster's CoreDNS with ``fallbackHostCluster`` forwards here (docs/real-vclus
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 from pathlib import Path
 
@@ -43,8 +42,7 @@ COREFILE = """\
 
 def build() -> Path:
     """The directory holding ``coredns``, built on first use (a no-op when built)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), "coredns"], stdout=subprocess.PIPE, text=True,
-                            env=os.environ.copy())
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), "coredns"], stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{BUILD_SCRIPT} coredns failed (exit {result.returncode}); its messages are above")
     return Path(result.stdout.strip().splitlines()[-1])

@@ -44,14 +44,19 @@ RELEASE = "vcs"
 HUB_ROLE, NAMESPACE_ROLE = f"{RELEASE}-hub", f"{RELEASE}-hub-namespace"
 RUN = uuid.uuid4().hex[:4]   # user names unique per run: a reused cluster has old users' leftovers
 STORE = f"s3-{RUN}"          # the operator's namespace of S3 credentials (rbac.secretNamespaces)
-CHART_VALUES = {
-    "hub": {"serviceAccount": {"create": True}},
-    "rbac": {"secretNamespaces": [STORE]},
-    "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(vcluster_chart()),
-                "externalApiHostTemplate": "{username}.vc.example.org"},
-    "routes": {"kind": "ingress-nginx", "controller": {"namespace": "ingress-nginx"}},
-}
 POLICIES = {"policies": {"resourceQuota": {"enabled": True}, "limitRange": {"enabled": True}}}
+
+
+def chart_values() -> dict:
+    """This chart's values for the tests; a function, as the vCluster chart it names is built
+    on first use, never at collection (``make unit`` collects this module too)."""
+    return {
+        "hub": {"serviceAccount": {"create": True}},
+        "rbac": {"secretNamespaces": [STORE]},
+        "spawner": {"homeStorageClass": "local-rwx", "homeSize": "1Gi", "vclusterChart": str(vcluster_chart()),
+                    "externalApiHostTemplate": "{username}.vc.example.org"},
+        "routes": {"kind": "ingress-nginx", "controller": {"namespace": "ingress-nginx"}},
+    }
 
 
 class Setup:
@@ -72,7 +77,7 @@ class Setup:
         for namespace in (self.namespace, self.store, self.probe):
             await self.core.create_namespace({"metadata": {"name": namespace}})
         run_helm("install", RELEASE, str(CHART), "--namespace", self.namespace, "--wait",
-                 "--values", str(values_file(CHART_VALUES, self.workdir)), home=self.workdir / "helm-admin",
+                 "--values", str(values_file(chart_values(), self.workdir)), home=self.workdir / "helm-admin",
                  kubeconfig=self.cluster.admin_kubeconfig)
         self.kubeconfig = await service_account_kubeconfig(self.kube, self.cluster, self.namespace, "hub",
                                                            self.workdir / "hub.kubeconfig")

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from vcluster_spawner.vcluster import VClusterError, concurrently, poll_until
+from vcluster_spawner.vcluster import VClusterError, concurrently, control_plane_failure, control_plane_waiting, poll_until
 
 
 async def test_concurrently_returns_results_in_order():
@@ -37,3 +37,29 @@ async def test_poll_until_names_the_last_error_in_its_timeout_message():
         raise VClusterError("its pod cannot be scheduled: 0/1 nodes are available")
     with pytest.raises(VClusterError, match=r"not ready within 0 s \(last error: its pod cannot be scheduled"):
         await poll_until(refused, 0.1, "not ready")
+
+
+def unschedulable(message: str) -> dict:
+    return {"metadata": {"name": "vc-0"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}}
+
+
+def test_an_unschedulable_control_plane_fails_unless_it_waits_for_its_claim():
+    assert control_plane_failure(unschedulable("0/1 nodes are available: 1 Insufficient cpu.")) == (
+        "its pod cannot be scheduled: 0/1 nodes are available: 1 Insufficient cpu.")
+    # a re-created vCluster's claim, created by the StatefulSet controller a moment before the
+    # pod, not yet in the scheduler's cache: the scheduler retries once it sees the claim
+    for waiting in ('0/1 nodes are available: persistentvolumeclaim "data-vc-dora-0" not found.',
+                    "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+                    'persistentvolumeclaim "data-vc-0" is being deleted'):
+        assert control_plane_failure(unschedulable(waiting)) is None, waiting
+
+
+def test_a_control_plane_that_does_not_fail_says_what_it_waits_for():
+    assert control_plane_waiting(unschedulable('persistentvolumeclaim "data-vc-0" is being deleted')) == (
+        'its pod is not scheduled: persistentvolumeclaim "data-vc-0" is being deleted')
+    pulling = {"metadata": {"name": "vc-0"}, "status": {"phase": "Pending", "initContainerStatuses": [
+        {"name": "vcluster-copy", "state": {"waiting": {"reason": "PodInitializing"}}}]}}
+    assert control_plane_waiting(pulling) == "its container waits: PodInitializing"
+    assert control_plane_waiting({"metadata": {"name": "vc-0"}, "status": {"phase": "Running"}}) == ""
+    assert control_plane_waiting(None) == ""

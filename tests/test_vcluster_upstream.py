@@ -15,11 +15,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
 from localcluster.processes import holds, wait_for
+from vcluster_spawner.helm import Helm
 from vcluster_spawner.translate import host_name
+from vcluster_spawner.vcluster import Ref, State, VClusterOps
 
 from .chart_support import KUBE_VERSION
 from .helpers import gone, pod_phase, pod_ready, python_pod
-from .vclusters import helm, install, new_namespace, vcluster_chart, virtual_client, wait_ready
+from .vclusters import helm, install, new_namespace, vcluster_chart, vcluster_cli, virtual_client, wait_ready
 
 pytestmark = pytest.mark.upstream
 
@@ -308,6 +310,45 @@ async def test_scale_to_zero_keeps_synced_pods_running_and_resume_deletes_bare_p
         await wait_for(coredns, timeout=60, what="CoreDNS host pod after resume")
     finally:
         await vapi2.close()
+
+
+async def test_the_vcluster_cli_and_the_spawner_pause_and_resume_each_others_vclusters(kube, cluster, vcluster):
+    """An operator's `vcluster pause`/`resume` (upstream's CLI, pkg/cli/pause_helm.go and
+    resume_helm.go) and the spawner's sleep and wake (vcluster_spawner/vcluster.py) read and
+    write the same marks, so either side can undo the other. And two upstream refusals: resume
+    of a control plane scaled down without a pause, and pause of one the platform's sleep mode
+    holds (label loft.sh/sleep-mode, pkg/platform/sleepmode) is left to the platform."""
+    ns, vapi = vcluster
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    ops = VClusterOps(core, apps, Helm(str(cluster.binaries / "helm")))
+    ref = Ref(ns, "vc")
+    await client.CoreV1Api(vapi).create_namespaced_pod("default", python_pod("sleeper", "import time; time.sleep(600)"))
+    await pod_phase(core, ns, "sleeper-x-default-x-vc", "Running")
+
+    await ops.sleep(ref)
+    assert (await ops.status(ref)).state == State.ASLEEP
+    _, out = await vcluster_cli(cluster, "resume", "vc", "-n", ns)
+    sts = await apps.read_namespaced_stateful_set("vc", ns)
+    assert sts.spec.replicas == 1 and "loft.sh/paused" not in (sts.metadata.annotations or {}), out
+    await wait_ready(kube, "vc", ns)
+
+    _, out = await vcluster_cli(cluster, "pause", "vc", "-n", ns)
+    assert (await ops.status(ref)).state == State.ASLEEP, out
+    await gone(core.read_namespaced_pod, "vc-0", ns, what="the control plane the CLI paused")
+    assert not (await core.list_namespaced_pod(ns, label_selector="vcluster.loft.sh/managed-by=vc")).items
+    await ops.wake(ref)
+    await wait_ready(kube, "vc", ns)
+
+    await scale(kube, ns, 0)
+    await gone(core.read_namespaced_pod, "vc-0", ns, what="the control plane scaled down")
+    code, out = await vcluster_cli(cluster, "resume", "vc", "-n", ns, check=False)
+    assert code != 0 and "is scaled down but not paused" in out, out
+    assert (await apps.read_namespaced_stateful_set("vc", ns)).spec.replicas == 0
+
+    await apps.patch_namespaced_stateful_set("vc", ns, {"metadata": {"labels": {"loft.sh/sleep-mode": "true"}}})
+    code, out = await vcluster_cli(cluster, "pause", "vc", "-n", ns, check=False)
+    assert code == 0 and "is already sleeping" in out, out
+    assert "loft.sh/paused" not in ((await apps.read_namespaced_stateful_set("vc", ns)).metadata.annotations or {})
 
 
 async def test_managed_host_orphans_are_deleted_at_start_up(kube, vcluster):

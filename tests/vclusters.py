@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import tempfile
 import uuid
@@ -37,6 +38,22 @@ async def helm(cluster: ClusterState, *args: str, check: bool = True) -> tuple[i
     text = out.decode()
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{text}")
+    return proc.returncode, text
+
+
+async def vcluster_cli(cluster: ClusterState, *args: str, check: bool = True) -> tuple[int, str]:
+    """Upstream's ``vcluster`` command line (built at 0.36.1) against the host cluster, with a
+    configuration of its own (telemetry off) in a fresh home, as an operator would run it."""
+    home = Path(tempfile.mkdtemp())
+    (home / "config.json").write_text(json.dumps({"telemetryDisabled": True}))
+    proc = await asyncio.create_subprocess_exec(
+        str(await asyncio.to_thread(vcluster_real.cli)), *args, "--driver", "helm", "--config", str(home / "config.json"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "KUBECONFIG": str(cluster.admin_kubeconfig), "HOME": str(home)})
+    out, _ = await proc.communicate()
+    text = out.decode()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vcluster {' '.join(args)} failed:\n{text}")
     return proc.returncode, text
 
 

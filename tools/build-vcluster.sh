@@ -5,9 +5,12 @@
 #   kine                github.com/k3s-io/kine, pure-Go SQLite (the chart runs it as /binaries/kine)
 #   vcluster-<v>.tgz    the module's `chart/`, packaged at the module's version (the module holds
 #                       it as version 0.0.1; upstream's release pipeline sets the real one)
-# With the argument `coredns`, builds instead, into a directory of its own:
+# With an argument, builds instead, into a directory of its own:
 #   coredns             github.com/coredns/coredns at the version vCluster deploys inside each
 #                       virtual cluster; the local cluster's own DNS runs it too
+#   cli                 `cmd/vclusterctl` of the same module: the `vcluster` command line an
+#                       operator runs (tests check the spawner's sleep and wake against its
+#                       pause and resume)
 # A second run with the same pins does nothing. Prints the directory on the last line of stdout;
 # progress goes to stderr. Needs helm (vcluster only): pass its path as $HELM or have it on PATH.
 set -euo pipefail
@@ -29,7 +32,10 @@ case $target in
   coredns)
     out="$cache_root/coredns-$COREDNS_VERSION"
     complete() { [ -x "$out/coredns" ]; } ;;
-  *) echo "build-vcluster: unknown target '$target' (vcluster or coredns)" >&2; exit 2 ;;
+  cli)
+    out="$cache_root/vcluster-cli-$VCLUSTER_VERSION"
+    complete() { [ -x "$out/vcluster" ]; } ;;
+  *) echo "build-vcluster: unknown target '$target' (vcluster, coredns or cli)" >&2; exit 2 ;;
 esac
 if complete; then echo "$out"; exit 0; fi
 # one build at a time: a second caller (another test worker, a second make) waits, then finds it done
@@ -54,17 +60,24 @@ source_of() { # <module> <version>: a writable copy of the module's source (the 
 }
 start=$(date +%s)
 
-if [ "$target" = coredns ]; then
-  step "coredns $COREDNS_VERSION (cold: ~7 min on 2 cores; log: $log)"
-  src=$(source_of github.com/coredns/coredns "$COREDNS_VERSION")
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
-     -ldflags "-s -w" -o "$out.partial/coredns" .) \
-    >>"$log" 2>&1 || fail "building coredns"
-  rm -rf "$out"; mv "$out.partial" "$out"
-  step "done in $(( $(date +%s) - start )) s -> $out"
-  echo "$out"
-  exit 0
-fi
+finish() { rm -rf "$out"; mv "$out.partial" "$out"; step "done in $(( $(date +%s) - start )) s -> $out"; echo "$out"; }
+case $target in
+  coredns)
+    step "coredns $COREDNS_VERSION (cold: ~7 min on 2 cores; log: $log)"
+    src=$(source_of github.com/coredns/coredns "$COREDNS_VERSION")
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+       -ldflags "-s -w" -o "$out.partial/coredns" .) \
+      >>"$log" 2>&1 || fail "building coredns"
+    finish; exit 0 ;;
+  cli)
+    step "vcluster CLI $VCLUSTER_VERSION (log: $log)"
+    src=$(source_of github.com/loft-sh/vcluster "$VCLUSTER_VERSION")
+    # the release's flags (upstream .goreleaser.yaml, vcluster-cli)
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+       -ldflags "-s -w -X main.version=${VCLUSTER_VERSION#v} -X github.com/loft-sh/vcluster/pkg/telemetry.SyncerVersion=${VCLUSTER_VERSION#v}" \
+       -o "$out.partial/vcluster" ./cmd/vclusterctl) >>"$log" 2>&1 || fail "building the vcluster CLI"
+    finish; exit 0 ;;
+esac
 
 helm=${HELM:-$(command -v helm || true)}
 [ -x "$helm" ] || { echo "build-vcluster: helm is required to package the chart (set HELM=/path/to/helm)" >&2; exit 1; }
@@ -81,6 +94,4 @@ src=$(source_of github.com/k3s-io/kine "$KINE_VERSION")
 (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out.partial/kine" .) \
   >>"$log" 2>&1 || fail "building kine"
 
-rm -rf "$out"; mv "$out.partial" "$out"
-step "done in $(( $(date +%s) - start )) s -> $out"
-echo "$out"
+finish

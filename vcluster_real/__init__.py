@@ -23,14 +23,20 @@ VERSION = "0.36.1"
 KUBERNETES_IMAGE_FILES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "helm")
 
 
-def build(helm: Path) -> Path:
-    """The directory holding ``vcluster``, ``kine`` and the packaged chart, built on first use
-    (``tools/build-vcluster.sh``; a no-op when built)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "HELM": str(helm)})
+def build(helm: Path | None, target: str = "vcluster") -> Path:
+    """The directory ``tools/build-vcluster.sh`` builds ``target`` into on first use (a no-op
+    when built): ``vcluster`` (the control plane, kine and the packaged chart; needs ``helm``),
+    ``coredns`` or ``cli``."""
+    env = {**os.environ, "HELM": str(helm)} if helm else dict(os.environ)
+    result = subprocess.run(["bash", str(BUILD_SCRIPT), target], stdout=subprocess.PIPE, text=True, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed (exit {result.returncode}); its messages are above")
+        raise RuntimeError(f"{BUILD_SCRIPT} {target} failed (exit {result.returncode}); its messages are above")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def cli() -> Path:
+    """Upstream's ``vcluster`` command line at the same version, as an operator runs it."""
+    return build(None, "cli") / "vcluster"
 
 
 def chart(binaries: Path) -> Path:

@@ -134,11 +134,37 @@ def control_plane_failure(pod: dict | None) -> str | None:
         return None
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+        if (condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable"
+                and not waits_for_claims(condition.get("message") or "")):
             return f"its pod cannot be scheduled: {condition.get('message', '')}"
     if status.get("phase") == "Failed":
         return f"its pod failed: {status.get('message') or status.get('reason') or ''}".strip()
     return container_failure(status.get("initContainerStatuses"), status.get("containerStatuses"))
+
+
+def control_plane_waiting(pod: dict | None) -> str:
+    """What a control plane pod that is not failing still waits for, as the scheduler or the
+    kubelet says it ("" when it says nothing): the detail of a readiness timeout."""
+    status = (pod or {}).get("status") or {}
+    unscheduled = next((c for c in status.get("conditions") or []
+                        if c.get("type") == "PodScheduled" and c.get("status") == "False"), None)
+    if unscheduled:
+        return f"its pod is not scheduled: {unscheduled.get('message') or unscheduled.get('reason') or ''}".rstrip(": ")
+    waiting = next(((s.get("state") or {}).get("waiting") for s in
+                    (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+                    if (s.get("state") or {}).get("waiting")), None)
+    if waiting:
+        return f"its container waits: {waiting.get('reason', '')} {waiting.get('message', '')}".rstrip()
+    return ""
+
+
+def waits_for_claims(message: str) -> bool:
+    """The scheduler's reason names a claim not yet made, bound or gone: ``persistentvolumeclaim
+    "data-N-0" not found`` while its informer has not seen the claim the StatefulSet controller
+    just created (a re-created vCluster hit it), unbound immediate claims, a claim being deleted
+    (upstream kubernetes v1.36.3 pkg/scheduler/framework/plugins/volumebinding/volume_binding.go).
+    The scheduler retries when the claim changes, so this is a wait, not a failure."""
+    return "persistentvolumeclaim" in message.lower()
 
 
 # waiting reasons that do not go away by waiting (a crash loop is told by its restarts)
@@ -452,8 +478,10 @@ class VClusterOps:
         ``/readyz`` through the vCluster API, ServiceAccount ``default/default`` present. The
         control plane is followed through the shared watches; a pod that shows it cannot run, or
         the host refusing to create it, ends the wait at once with the reason."""
+        pods = await self._watch(ControlPlanePods)
         await _within(first_of(self._control_plane_ready(ref), self._control_plane_failure(ref)), timeout,
-                      f"the control plane of vCluster {ref} did not become ready")
+                      f"the control plane of vCluster {ref} did not become ready",
+                      detail=lambda: control_plane_waiting(pods.resources.get(f"{ref.namespace}/{ref.name}-0")))
         report("control-plane")
         await virtual.wait_exported(timeout)
         await poll_until(virtual.readyz, timeout, f"the API of vCluster {ref} did not become ready")
@@ -495,13 +523,14 @@ def _scaled_down(sts: dict | None):
     return sts if not (sts.get("status") or {}).get("replicas") else None
 
 
-async def _within(awaitable, timeout: float, message: str):
+async def _within(awaitable, timeout: float, message: str, detail=lambda: ""):
     """``awaitable`` bounded by ``timeout``: a ``VClusterError`` saying ``message`` after it, as
-    after a lost watch."""
+    after a lost watch; on a timeout followed by what ``detail()`` says is still awaited."""
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except asyncio.TimeoutError:
-        raise VClusterError(f"{message} within {timeout:.0f} s") from None
+        waiting = detail()
+        raise VClusterError(f"{message} within {timeout:.0f} s" + (f" ({waiting})" if waiting else "")) from None
     except WatchLost as e:
         raise VClusterError(f"{message}: {e}") from None
 
