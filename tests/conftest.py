@@ -26,13 +26,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 REUSE_VARIABLE = "LOCALCLUSTER_REUSE"
 
 
-def cluster_state_dir() -> Path:
-    """Where the session's cluster runs: the reused one's, else one per xdist worker."""
+def cluster_state_dir() -> tuple[Path, bool]:
+    """Where the session's cluster runs, and whether it is one already running (named by
+    ``LOCALCLUSTER_REUSE``); else a directory per xdist worker."""
     reuse = os.environ.get(REUSE_VARIABLE)
     if reuse:
-        return Path(reuse).resolve()
+        return Path(reuse).resolve(), True
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return ARTIFACTS / (f"localcluster-{worker}" if worker else "localcluster")
+    return ARTIFACTS / (f"localcluster-{worker}" if worker else "localcluster"), False
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +42,8 @@ def cluster() -> ClusterState:
     ``LOCALCLUSTER_REUSE`` names a state directory, the one running there (started with ``python
     -m localcluster up --plugin vcluster_real``). Its first start builds the binaries when they
     are not cached (tools/build-vcluster.sh, ~15 min)."""
-    state_dir = cluster_state_dir()
-    if os.environ.get(REUSE_VARIABLE):
+    state_dir, running = cluster_state_dir()
+    if running:
         yield ClusterState.read(state_dir)
         return
     proc, state = start_cluster(state_dir, plugins=("vcluster_real",), timeout=1800)
@@ -93,7 +94,7 @@ def pytest_runtest_makereport(item, call):
         return
     if "cluster" not in item.fixturenames:
         return
-    state_dir = cluster_state_dir()
+    state_dir, _ = cluster_state_dir()
     logs = sorted((state_dir / "logs").glob("*.log")) + sorted(state_dir.parent.glob("*.supervisor.log"))
     logs += sorted((state_dir / "pods").glob("*/*.log"))[-6:]
     for path in logs:
