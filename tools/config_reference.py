@@ -27,11 +27,14 @@ def render() -> str:
         "hooks, ...) applies too: see KubeSpawner's documentation.",
         "",
     ]
+    inherited = KubeSpawner.class_traits(config=True)
+    # VClusterSpawner's own traits, and KubeSpawner's that it redefines with another default
     own = {name: trait for name, trait in VClusterSpawner.class_traits(config=True).items()
-           if name not in KubeSpawner.class_traits(config=True)}
+           if name not in inherited or name in VClusterSpawner.class_own_traits(config=True)}
     for name in sorted(own):
         trait = own[name]
-        lines += [f"## `{name}`", "", f"*{type(trait).__name__}*", "", inspect.cleandoc(trait.help), ""]
+        kind = type(trait).__name__ + (", KubeSpawner's option with VClusterSpawner's default" if name in inherited else "")
+        lines += [f"## `{name}`", "", f"*{kind}*", "", inspect.cleandoc(trait.help), ""]
     changed = {"namespace": "virtual_namespace", "start_timeout": "600", "cmd": '["jupyterhub-singleuser"]'}
     lines += ["## KubeSpawner defaults changed by VClusterSpawner", ""]
     lines += [f"- `{name}`: {value}" for name, value in changed.items()]

@@ -179,6 +179,21 @@ class VClusterSpawner(KubeSpawner):
         API /readyz, default ServiceAccount). Default: 300. Also raise ``start_timeout``, which
         bounds the whole start.""",
     )
+    # KubeSpawner's defaults (3 s a request, 30 s in all) suit a host API server; here the pod is
+    # created through the user's vCluster API server, which has often just started or woken
+    k8s_api_request_timeout = Integer(
+        10, config=True,
+        help="""Seconds one request to create or delete the notebook pod may take, through the
+        vCluster's API server, before it is retried. Default: 10 (KubeSpawner's 3 s is short for
+        a virtual API server that has just started: at 20 users starting at once on a 2-core
+        benchmark machine, some creates took longer on every try, docs/real-vcluster.md).""",
+    )
+    k8s_api_request_retry_timeout = Integer(
+        120, config=True,
+        help="""Seconds in all to keep retrying the notebook pod's create (or delete) through the
+        vCluster's API server before the start (or stop) fails. Default: 120 (KubeSpawner: 30).
+        A start is bounded by ``start_timeout`` as well.""",
+    )
     user_namespace_objects = List(
         Dict(), config=True,
         help="""Kubernetes objects kept in every user's host namespace (server-side applied on
