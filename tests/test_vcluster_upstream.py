@@ -335,7 +335,12 @@ async def test_the_vcluster_cli_and_the_spawner_pause_and_resume_each_others_vcl
     _, out = await vcluster_cli(cluster, "pause", "vc", "-n", ns)
     assert (await ops.status(ref)).state == State.ASLEEP, out
     await gone(core.read_namespaced_pod, "vc-0", ns, what="the control plane the CLI paused")
-    assert not (await core.list_namespaced_pod(ns, label_selector="vcluster.loft.sh/managed-by=vc")).items
+
+    async def synced_pods():
+        return (await core.list_namespaced_pod(ns, label_selector="vcluster.loft.sh/managed-by=vc")).items
+    # the CLI deletes them before it exits; each then takes up to its grace period to go
+    assert all(p.metadata.deletion_timestamp for p in await synced_pods()), out
+    await wait_for(lambda: _none(synced_pods), timeout=60, what="the synced pods the CLI's pause deleted gone")
     await ops.wake(ref)
     await wait_ready(kube, "vc", ns)
 
@@ -602,3 +607,7 @@ async def test_service_accounts_to_host_when_enabled(kube, cluster):
     finally:
         await vapi.close()
         await helm(cluster, "uninstall", "vc", "-n", ns)
+
+
+async def _none(listing) -> bool:
+    return not await listing()
