@@ -20,7 +20,13 @@ def ensure_binaries() -> Path:
         if missing:
             raise FileNotFoundError(f"LOCALCLUSTER_BIN_DIR={path} lacks {', '.join(missing)}")
         return path
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True)
+    return run_build_script(BUILD_SCRIPT)
+
+
+def run_build_script(script: Path, *args: str, env: dict | None = None) -> Path:
+    """Runs one of tools/build-*.sh (a no-op when its output is cached) and returns the
+    directory it prints on its last line; its progress goes to this process's stderr."""
+    result = subprocess.run(["bash", str(script), *args], stdout=subprocess.PIPE, text=True, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed (exit {result.returncode}); its messages are above")
+        raise RuntimeError(f"{' '.join([str(script), *args])} failed (exit {result.returncode}); its messages are above")
     return Path(result.stdout.strip().splitlines()[-1])

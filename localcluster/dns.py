@@ -13,11 +13,12 @@ A vCluster's CoreDNS with ``fallbackHostCluster`` forwards here (docs/real-vclus
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from pathlib import Path
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
+
+from localcluster.binaries import run_build_script
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "build-vcluster.sh"
 NAMESPACE = "kube-system"
@@ -42,10 +43,7 @@ COREFILE = """\
 
 def build() -> Path:
     """The directory holding ``coredns``, built on first use (a no-op when built)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), "coredns"], stdout=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} coredns failed (exit {result.returncode}); its messages are above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return run_build_script(BUILD_SCRIPT, "coredns")
 
 
 def cluster_dns_ip(service_cidr: str) -> str:

@@ -13,8 +13,9 @@ vCluster is emulated: the CoreDNS it deploys inside each virtual cluster is the 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
+
+from localcluster.binaries import run_build_script
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "tools" / "build-vcluster.sh"
 VERSION = "0.36.1"
@@ -27,11 +28,7 @@ def build(helm: Path | None, target: str = "vcluster") -> Path:
     """The directory ``tools/build-vcluster.sh`` builds ``target`` into on first use (a no-op
     when built): ``vcluster`` (the control plane, kine and the packaged chart; needs ``helm``),
     ``coredns`` or ``cli``."""
-    env = {**os.environ, "HELM": str(helm)} if helm else dict(os.environ)
-    result = subprocess.run(["bash", str(BUILD_SCRIPT), target], stdout=subprocess.PIPE, text=True, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} {target} failed (exit {result.returncode}); its messages are above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return run_build_script(BUILD_SCRIPT, target, env={**os.environ, "HELM": str(helm)} if helm else None)
 
 
 def cli() -> Path:

@@ -127,6 +127,11 @@ def statefulset_key(ref: Ref) -> str:
     return f"{ref.namespace}/{ref.name}"
 
 
+def control_plane_pod_key(ref: Ref) -> str:
+    """The control plane pod's key in the shared pod watch: the StatefulSet's only replica."""
+    return f"{ref.namespace}/{ref.name}-0"
+
+
 def control_plane_failure(pod: dict | None) -> str | None:
     """Why the control plane pod cannot run, if it shows it cannot: unschedulable, an image
     that cannot be pulled, a container that cannot be created or keeps crashing."""
@@ -247,7 +252,7 @@ class VClusterOps:
         checks the claim against the API server (``_pause``)."""
         statefulsets = await self._watch(ControlPlanes)
         pods = await self._watch(ControlPlanePods)
-        pod = pods.resources.get(f"{ref.namespace}/{ref.name}-0")
+        pod = pods.resources.get(control_plane_pod_key(ref))
         return status_of(statefulsets.resources.get(statefulset_key(ref))), pod and pod["metadata"]["creationTimestamp"]
 
     async def claim(self, ref: Ref) -> Status:
@@ -481,7 +486,7 @@ class VClusterOps:
         pods = await self._watch(ControlPlanePods)
         await _within(first_of(self._control_plane_ready(ref), self._control_plane_failure(ref)), timeout,
                       f"the control plane of vCluster {ref} did not become ready",
-                      detail=lambda: control_plane_waiting(pods.resources.get(f"{ref.namespace}/{ref.name}-0")))
+                      detail=lambda: control_plane_waiting(pods.resources.get(control_plane_pod_key(ref))))
         report("control-plane")
         await virtual.wait_exported(timeout)
         await poll_until(virtual.readyz, timeout, f"the API of vCluster {ref} did not become ready")
@@ -501,7 +506,7 @@ class VClusterOps:
     async def _control_plane_failure(self, ref: Ref) -> None:
         """Raises once the control plane shows it cannot start; never returns otherwise."""
         pods, refusals = await self._watch(ControlPlanePods), await self._watch(FailedCreates)
-        pod_key, since = f"{ref.namespace}/{ref.name}-0", timestamp()[:19]
+        pod_key, since = control_plane_pod_key(ref), timestamp()[:19]
 
         def refused(events: dict) -> str | None:
             # an event of this wait: FailedCreate events of earlier attempts are kept an hour
