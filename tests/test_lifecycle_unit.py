@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from vcluster_spawner.lifecycle import VClusterLifecycle
-from vcluster_spawner.ownership import Owner
+from vcluster_spawner.ownership import OWNER_ANNOTATION, Owner
 from vcluster_spawner.values import with_hash
 from vcluster_spawner.vcluster import (
     DELETING,
     PAUSED,
     STARTING_AT,
     VALUES_HASH,
+    NotOwned,
     Ref,
     State,
     Status,
@@ -33,11 +34,19 @@ class FakeOps:
 
     def __init__(self, state: Status, owned: bool | None = True):
         self.state, self.owned, self.calls = state, owned, []
-        self.core = SimpleNamespace(delete_namespace=self._delete_namespace)
+        self.core = SimpleNamespace(delete_namespace=self._delete_namespace, patch_namespace=self._patch_namespace)
         self.current_claim: str | None = None   # the claim now (a start's or a wake's)
 
     async def _delete_namespace(self, name):
         self.calls.append(("delete_namespace", name))
+
+    async def _patch_namespace(self, name, patch):
+        if OWNER_ANNOTATION in patch["metadata"].get("annotations", {}):
+            self.calls.append(("retire_namespace", name))
+
+    async def namespaces_of(self, label):
+        """What the ownership gate sees: the namespace, if it records ann."""
+        return [{"name": REF.namespace, "annotations": Owner("ann").annotations()}] if self.owned else []
 
     async def ensure_namespace(self, ref, owner, labels, *, create, hub_binding):
         self.calls.append(("ensure_namespace", create))
@@ -89,12 +98,14 @@ def settings(ops: FakeOps, *, mode="dynamic", values=None, home=True):
         homes.calls.append("delete")
         return "pv-1"
     homes.retire, homes.delete = retire, delete
-    return SimpleNamespace(
-        vcluster=REF, ops=ops, owner=Owner("ann"), hub_binding=None, vcluster_mode=mode,
+    s = SimpleNamespace(
+        vcluster=REF, template_vcluster=REF, ops=ops, owner=Owner("ann"), hub_binding=None, vcluster_mode=mode,
         namespace_labels=lambda: {}, chart="vcluster 0.36.1",
         effective_values=lambda: with_hash(values or {"a": 1}, "vcluster 0.36.1"),
         rendered_namespace_objects=lambda: [], helm_timeout=60, vcluster_ready_timeout=60,
         home_enabled=home, homes=homes, home_spec=None, home_bind_timeout=60, warm_pool_size=0)
+    s.use_vcluster = lambda ref: setattr(s, "vcluster", ref)
+    return s
 
 
 def reports():
@@ -160,6 +171,8 @@ async def test_sleep_and_delete_are_conditional_on_the_claim_decided_on():
     assert await lifecycle.sleep()                     # decided on the state now
     await lifecycle.delete(decided_on=Status(State.ASLEEP, claimed="t1"))
     assert ops.calls == [("sleep", "t1"), ("delete", "t1")]
+    with pytest.raises(NotOwned):   # the gate finds no vCluster of ann's: nothing is done
+        await VClusterLifecycle(settings(FakeOps(Status(State.RUNNING), owned=False))).sleep()
 
     ops.current_claim = "t2"   # a start claimed it after the decision
     with pytest.raises(Superseded):
@@ -168,11 +181,14 @@ async def test_sleep_and_delete_are_conditional_on_the_claim_decided_on():
     assert not await VClusterLifecycle(settings(FakeOps(Status(State.ABSENT)))).sleep()
 
 
+RETIRED_THEN_DELETED = [("retire_namespace", "vc-ann"), ("delete", "t0"), ("delete_namespace", "vc-ann")]
+
+
 @pytest.mark.parametrize("owned, delete_home, expected_ops, expected_home", [
-    (False, True, [], []),                                              # someone else's: untouched
-    (None, False, [], ["retire"]),                                      # no namespace: home kept, retired
-    (True, False, [("delete", "t0"), ("delete_namespace", "vc-ann")], ["retire"]),
-    (True, True, [("delete", "t0"), ("delete_namespace", "vc-ann")], ["delete"]),
+    (False, True, [], []),                                              # not theirs: untouched
+    (False, False, [], ["retire"]),                                     # their volumes only, retired
+    (True, False, RETIRED_THEN_DELETED, ["retire"]),                    # retired first, then deleted
+    (True, True, RETIRED_THEN_DELETED, ["delete"]),
 ])
 async def test_removing_a_user_never_touches_what_is_not_theirs(owned, delete_home, expected_ops, expected_home):
     ops = FakeOps(Status(State.RUNNING, claimed="t0"), owned=owned)

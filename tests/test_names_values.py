@@ -19,7 +19,7 @@ def test_names_are_valid_for_namespace_and_helm(username):
     ns = names.expand("vc-{username}", fields, names.NAMESPACE_MAX)
     name = names.expand("vc-{username}", fields, names.VCLUSTER_NAME_MAX)
     assert DNS1035.match(ns) and len(ns) <= 63
-    assert DNS1035.match(name) and len(name) <= 53
+    assert DNS1035.match(name) and len(name) <= 52
     assert DNS1035.match(f"{name}-headless")
 
 

@@ -15,6 +15,7 @@ import pytest
 from kubernetes_asyncio.client.rest import ApiException
 
 from vcluster_spawner import pool
+from vcluster_spawner.gate import Found
 from vcluster_spawner.lifecycle import VClusterLifecycle
 from vcluster_spawner.ownership import OWNER_ANNOTATION, USERNAME_LABEL, Owner
 from vcluster_spawner.services.warmpool import PoolSpec, PoolView, pool_views, prometheus_text
@@ -33,7 +34,8 @@ def test_a_member_has_an_opaque_dns_name_and_no_user():
     refs = {pool.member_ref("vc-pool-") for _ in range(50)}
     assert len(refs) == 50
     for ref in refs:
-        assert ref.namespace == ref.name and len(ref.name) == 18 and ref.name.startswith("vc-pool-")
+        assert ref.namespace == ref.name and len(ref.name) == 26 and ref.name.startswith("vc-pool-")
+        assert ref.name.endswith(pool.MEMBER_MARK)
     labels = pool.member_labels("k1", {USERNAME_LABEL: "ann", "pod-security.kubernetes.io/enforce": "restricted"})
     assert USERNAME_LABEL not in labels
     assert labels[pool.POOL_LABEL] == "k1" and labels[pool.POOL_MEMBER] == "true"
@@ -63,6 +65,7 @@ def make_spawner(monkeypatch):
     yield make
     VClusterSpawner._wake_aheads.clear()
     VClusterSpawner._woken_ahead.clear()
+    VClusterSpawner._wake_ahead_at.clear()
 
 
 async def test_the_pool_key_depends_on_the_values_not_on_the_user_and_the_claim_needs_no_helm(make_spawner):
@@ -171,6 +174,11 @@ class PoolOps:
         ns = self.host.namespaces.get(ref.namespace)
         return None if ns is None else owner.owns(ns["annotations"])
 
+    async def namespaces_of(self, label):
+        """What the ownership gate is shown: the namespaces labelled for the user."""
+        return [{"name": name, "labels": ns["labels"], "annotations": ns["annotations"]}
+                for name, ns in self.host.namespaces.items() if ns["labels"].get(USERNAME_LABEL) == label]
+
 
 class Settings(SimpleNamespace):
     def use_vcluster(self, ref):
@@ -182,7 +190,7 @@ def settings(host: FakeHost, *, user="ann", ref=Ref("vc-ann", "vc-ann"), size=2,
 
     async def move(spec, source, target, owner, timeout):
         moves.append((source.namespace, target.namespace))
-    return Settings(vcluster=ref, ops=PoolOps(host), owner=Owner(user), warm_pool_size=size,
+    return Settings(vcluster=ref, template_vcluster=ref, ops=PoolOps(host), owner=Owner(user), warm_pool_size=size,
                     pool_refusal=lambda: refusal, pool_key=lambda: "k1",
                     namespace_labels=lambda: {USERNAME_LABEL: user}, home_enabled=True, home_spec=None,
                     home_bind_timeout=1, homes=SimpleNamespace(move=move, moves=moves))
@@ -385,13 +393,23 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
     ops = Ops()
 
     class Lifecycle:
+        owned = True
+
+        async def resolve(self):   # the ownership gate
+            return Found(Ref("vc-ann", "vc-ann"), self.owned)
+
+        async def wake(self, ahead=False):
+            return await ops.wake(None, ahead=ahead)
+
         async def sleep(self, decided_on=None):
             if ops.state.claimed != decided_on.claimed:
                 raise Superseded("claimed since")
             calls.append(("sleep", decided_on.claimed))
+    lifecycle = Lifecycle()
     monkeypatch.setattr(VClusterSpawner, "ops", property(lambda self: ops))
-    monkeypatch.setattr(VClusterSpawner, "lifecycle", property(lambda self: Lifecycle()))
-    spawner = make_spawner(wake_ahead_timeout=0.2, profile_list=[{"display_name": "A", "slug": "a"}])
+    monkeypatch.setattr(VClusterSpawner, "lifecycle", property(lambda self: lifecycle))
+    spawner = make_spawner(wake_ahead_timeout=0.2, wake_ahead_min_interval=0,
+                           profile_list=[{"display_name": "A", "slug": "a"}])
     assert await spawner.get_options_form()
     task = VClusterSpawner._wake_aheads[spawner.vcluster]
     await spawner.get_options_form()   # the page again: no second wake
@@ -407,6 +425,28 @@ async def test_the_spawn_page_wakes_an_asleep_vcluster_and_it_sleeps_again_unles
     ops.state = Status(State.RUNNING, claimed="t2")
     await task
     assert calls == [("wake", True)]
+
+    # not the user's (the gate finds no namespace recording them), or being deleted: not woken
+    for owned, state in ((False, Status(State.ASLEEP)), (True, Status(State.ASLEEP, deleting=True))):
+        calls.clear()
+        lifecycle.owned, ops.state = owned, state
+        await spawner.get_options_form()
+        await VClusterSpawner._wake_aheads[spawner.vcluster]
+        assert calls == []
+    lifecycle.owned = True
+
+    # the page reloaded again and again: one wake per wake_ahead_min_interval
+    calls.clear()
+    ops.state = Status(State.ASLEEP, claimed="t1")
+    limited = make_spawner("cy", wake_ahead_timeout=0.05, wake_ahead_min_interval=60,
+                           profile_list=[{"display_name": "A", "slug": "a"}])
+    for _ in range(3):
+        await limited.get_options_form()
+        task = VClusterSpawner._wake_aheads.get(limited.vcluster)
+        if task:
+            await task
+        ops.state = Status(State.ASLEEP, claimed="t1")
+    assert calls == [("wake", True), ("sleep", "t1")]
 
     # no form (no profiles): nothing is woken; a running vCluster: nothing either
     plain = make_spawner("bob", wake_ahead_timeout=0.2)

@@ -17,7 +17,12 @@ class FakeLifecycle:
     def __init__(self):
         self.calls: list[str] = []
 
-    async def bring_up(self, report):
+    async def resolve(self, directory=None):
+        from vcluster_spawner.gate import Found
+        from vcluster_spawner.vcluster import Ref
+        return Found(Ref("vc-alice", "vc-alice"), True)
+
+    async def bring_up(self, report, found=None):
         self.calls.append("bring_up")
 
     async def wait_ready(self, virtual, report):

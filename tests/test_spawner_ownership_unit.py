@@ -9,6 +9,7 @@ import kubespawner.spawner
 import pytest
 from traitlets import TraitError
 
+from vcluster_spawner.ownership import REMOVED_OWNER_ANNOTATION, Owner
 from vcluster_spawner.spawner import VClusterSpawner
 from vcluster_spawner.vcluster import State, Status
 
@@ -18,9 +19,16 @@ class FakeOps:
         self.owned = owned
         self.calls: list[str] = []
 
-    async def owns_namespace(self, ref, owner):
-        self.calls.append(f"owns {ref.namespace} {owner.name}")
-        return self.owned
+        self.core = SimpleNamespace(patch_namespace=self._patch_namespace)
+
+    async def namespaces_of(self, label):
+        """What the ownership gate is shown: alice's namespace, if it records her."""
+        self.calls.append(f"gate {label}")
+        return [{"name": "vc-alice", "annotations": Owner("alice").annotations()}] if self.owned else []
+
+    async def _patch_namespace(self, name, patch):
+        if patch["metadata"]["annotations"].get(REMOVED_OWNER_ANNOTATION):
+            self.calls.append(f"retire {name}")
 
     async def status(self, ref):
         return Status(State.RUNNING, claimed="t0")
@@ -36,7 +44,7 @@ class FakeHomes:
     async def retire(self, ref, owner):
         self.calls.append(f"retire {ref.namespace}")
 
-    async def delete(self, spec, ref, owner, timeout):
+    async def delete(self, spec, ref, owner, timeout, pv=None):
         self.calls.append(f"delete-home {ref.namespace}")
 
 
@@ -63,7 +71,8 @@ async def test_removing_a_named_server_keeps_the_vcluster_while_another_server_e
 async def test_removing_the_user_deletes_only_what_the_user_owns(monkeypatch):
     s = spawner(monkeypatch, owned=True)
     await s.delete_forever()
-    assert s.ops.calls == ["owns vc-alice alice", "delete vc-alice/vc-alice"]
+    # retired before anything is deleted: a failure after it hands nothing to a newcomer
+    assert s.ops.calls == ["gate alice", "retire vc-alice", "delete vc-alice/vc-alice"]
     assert s.homes.calls == ["retire vc-alice"]   # kept, out of a newcomer's reach
 
 
@@ -71,7 +80,8 @@ async def test_removing_the_user_deletes_only_what_the_user_owns(monkeypatch):
 async def test_a_namespace_of_someone_else_is_left_alone_on_removal(monkeypatch, owned):
     s = spawner(monkeypatch, owned=owned)
     await s.delete_forever()
-    assert s.ops.calls == ["owns vc-alice alice"] and s.homes.calls == []
+    assert s.ops.calls == ["gate alice"]
+    assert s.homes.calls == ["retire vc-alice"]   # volumes that record alice only (home.py)
 
 
 async def test_home_data_is_deleted_on_removal_only_when_configured(monkeypatch):

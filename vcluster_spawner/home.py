@@ -286,17 +286,19 @@ class HomeVolumes:
         await poll_until(bound, timeout, f"your home volume {pv_name} was not attached to {vns}/{name} "
                                          "(if you deleted that claim, stop every pod using it)")
 
-    async def delete(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float) -> str | None:
-        """Explicit admin action: delete the user's home data, kept or retired. The vCluster must
-        be gone. The PV is re-claimed by a host claim, set to ``Delete`` and released, so its
-        provisioner deletes the data exactly as for any released volume; returns the PV name
-        (None: there was none)."""
-        retired = [pv for pv in await self._labelled(RETIRED_HOME_LABEL, ref.namespace)
-                   if owner.owns(pv["metadata"].get("annotations"))]
-        if len(retired) > 1:
-            raise VClusterError(f"several retired home volumes of {owner.describe()} exist "
-                                f"({', '.join(pv['metadata']['name'] for pv in retired)}); delete them by hand")
-        pv = await self.find(ref, owner) or (retired[0] if retired else None)
+    async def retired(self, owner: Owner) -> list[dict]:
+        """The retired home volumes that record ``owner`` (a removed user's)."""
+        pvs = await self.core.list_persistent_volume(label_selector=RETIRED_HOME_LABEL)
+        return [pv for pv in (self.core.api_client.sanitize_for_serialization(p) for p in pvs.items)
+                if not pv["metadata"].get("deletionTimestamp") and owner.owns(pv["metadata"].get("annotations"))]
+
+    async def delete(self, spec: HomeSpec, ref: Ref, owner: Owner, timeout: float, pv: dict | None = None) -> str | None:
+        """Explicit admin action: delete the user's home data: ``pv`` (a retired one, handed back
+        through the namespace ``ref``), else the live home of the user's namespace ``ref``. The
+        vCluster must be gone. The PV is re-claimed by a host claim, set to ``Delete`` and
+        released, so its provisioner deletes the data exactly as for any released volume;
+        returns the PV name (None: there was none)."""
+        pv = pv or await self.find(ref, owner)
         if pv is None:
             return None
         name = pv["metadata"]["name"]

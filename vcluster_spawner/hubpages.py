@@ -75,15 +75,18 @@ class ClusterPages:
         """What ``user`` (the hub's User) is told about their vCluster; None when the hub's
         spawner is not this one, or the cluster cannot be read (the page then shows nothing
         rather than failing)."""
-        from .services.inspect import inspect
+        from .services.inspect import VClusterView, inspect
         from .spawner import VClusterSpawner
 
         spawner = getattr(user, "spawner", None) if user is not None else None
         if not isinstance(spawner, VClusterSpawner):
             return None
         try:
-            ref = spawner.vcluster
-            view = await inspect(spawner.ops, ref)
+            found = await spawner.lifecycle.resolve()   # the ownership gate, as for every caller
+            ref = found.ref
+            if ref is None:
+                return None
+            view = await inspect(spawner.ops, ref) if found.owned else VClusterView(ref, "absent")
         except Exception as e:   # a name template that cannot be expanded yet, say
             log.warning("state of %s's vCluster for the hub's pages: %s", user.name, e)
             return None

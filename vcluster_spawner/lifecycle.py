@@ -5,6 +5,8 @@ the operator CLI, the lifecycle service and the status page. Each keeps only wha
 (traits, argument parsing, the HTTP layer) and calls this object, so the decisions and their
 fences are written once (docs/architecture.md, "One lifecycle path"):
 
+- the user's vCluster is the one the ownership gate finds (gate.py), never one inferred from
+  a name: every operation here asks it first;
 - the cluster is the source of truth: the owner is recorded on the namespace, the values hash
   on the StatefulSet (``values.VALUES_HASH``), the claim of a start on the StatefulSet too
   (``vcluster.STARTING_AT``); no caller keeps its own memory of them;
@@ -19,10 +21,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import gate
 from .metrics import pool_start
-from .ownership import Owner
+from .ownership import Owner, retire_patch
 from .pool import WarmPool
-from .vcluster import NotOwned, Ref, State, Status, VClusterError, VClusterOps, VirtualClient, ignoring, values_hash_of
+from .vcluster import Ref, State, Status, VClusterError, VClusterOps, VirtualClient, ignoring, timestamp, values_hash_of
 
 if TYPE_CHECKING:   # the spawner is the settings: its traits are the configuration
     from .spawner import VClusterSpawner
@@ -55,6 +58,22 @@ class VClusterLifecycle:
     def owner(self) -> Owner:
         return self.settings.owner
 
+    async def resolve(self, directory: gate.Directory | None = None) -> gate.Found:
+        """Ask the ownership gate which vCluster is the user's (``directory``: a list made once
+        for many users; None: asked now) and use it from now on."""
+        s = self.settings
+        if directory is not None:
+            found = directory.find(self.owner, s.vcluster, s.template_vcluster)
+        else:
+            found = await gate.find(self.ops, self.owner, s.vcluster, s.template_vcluster)
+        if found.ref is not None and found.ref != s.vcluster:
+            s.use_vcluster(found.ref)
+        return found
+
+    async def _required(self) -> Ref:
+        """The user's existing vCluster, for an operation on it; ``NotOwned`` when they have none."""
+        return (await self.resolve()).required(self.owner)
+
     async def ensure_namespace(self, *, create: bool) -> None:
         """The user's host namespace, owned by the user and labelled (ownership.py); created
         only when ``create``."""
@@ -62,23 +81,17 @@ class VClusterLifecycle:
         await self.ops.ensure_namespace(self.ref, self.owner, s.namespace_labels(), create=create,
                                         hub_binding=s.hub_binding)
 
-    async def owned(self) -> bool | None:
-        """Does the user's namespace record this user? None: there is no namespace."""
-        return await self.ops.owns_namespace(self.ref, self.owner)
-
-    async def check_owned(self) -> None:
-        """``NotOwned`` unless the namespace is absent or records this user."""
-        if await self.owned() is False:
-            raise NotOwned(f"namespace {self.ref.namespace} does not belong to {self.owner.name!r}; left alone")
-
     # ---- bringing it up ------------------------------------------------------------------
 
-    async def bring_up(self, report: Report = _quiet) -> Status:
+    async def bring_up(self, report: Report = _quiet, found: gate.Found | None = None) -> Status:
         """Namespace, claim, install or upgrade (dynamic mode: when absent or its values hash is
         not the wanted one), the namespace's objects, and a wake if it sleeps. Returns the
-        state after that; ``wait_ready`` waits for it to serve."""
+        state after that; ``wait_ready`` waits for it to serve. ``found``: the gate's answer
+        when the caller has just asked it."""
         s, ops = self.settings, self.ops
         dynamic = s.vcluster_mode == "dynamic"
+        if found is None:
+            await self.resolve()
         if dynamic:
             await self.take_from_pool(report)   # may make a warm pool member the user's vCluster
         ref = self.ref
@@ -165,7 +178,9 @@ class VClusterLifecycle:
         pause's ``replicas: 0``; checked with helm 3.22), so an asleep vCluster comes back up:
         with ``asleep`` it is paused again at once. A new vCluster runs until ready once before
         it sleeps, so its first wake finds it initialised."""
-        s, ref, ops = self.settings, self.ref, self.ops
+        s, ops = self.settings, self.ops
+        await self.resolve()
+        ref = self.ref
         before = await ops.status(ref)
         report(5, f"{'installing' if before.state == State.ABSENT else 'upgrading'} {ref} ({s.chart})")
         await self.ensure_namespace(create=True)
@@ -185,46 +200,56 @@ class VClusterLifecycle:
     async def sleep(self, decided_on: Status | None = None) -> bool:
         """Put it to sleep if nothing claimed it since ``decided_on`` (the state the decision
         was made on; None: now). False when there is nothing to put to sleep."""
-        status = decided_on or await self.ops.status(self.ref)
+        ref = await self._required()
+        status = decided_on or await self.ops.status(ref)
         if status.state == State.ABSENT:
             return False
-        await self.ops.sleep(self.ref, decided_on=status)
+        await self.ops.sleep(ref, decided_on=status)
         return True
 
-    async def wake(self) -> None:
-        if (await self.ops.status(self.ref)).state == State.ABSENT:
-            raise VClusterError(f"vCluster {self.ref} does not exist")
-        await self.ops.wake(self.ref)
+    async def wake(self, *, ahead: bool = False) -> Status:
+        ref = await self._required()
+        status = await self.ops.status(ref)
+        if status.state == State.ABSENT:
+            raise VClusterError(f"vCluster {ref} does not exist")
+        if status.deleting:
+            raise VClusterError(f"vCluster {ref} is being deleted")
+        return await self.ops.wake(ref, ahead=ahead)
 
     async def delete(self, decided_on: Status | None = None) -> None:
         """Delete it (release and control plane data; never home storage) if nothing claimed
         it since ``decided_on`` (None: now). A release without a StatefulSet is uninstalled
         all the same."""
-        status = decided_on or await self.ops.status(self.ref)
-        await self.ops.delete(self.ref, decided_on=status)
+        ref = await self._required()
+        status = decided_on or await self.ops.status(ref)
+        await self.ops.delete(ref, decided_on=status)
 
     async def remove_user(self, *, delete_home: bool, delete_namespace: bool) -> str | None:
-        """The user was removed from the hub: the vCluster goes (static ones too), the home is
-        kept for an administrator (retired: never handed to a newcomer of the same name) or,
-        with ``delete_home``, deleted; the namespace is deleted with ``delete_namespace``.
-        Nothing is done to a namespace that records someone else. Returns the deleted home
-        volume's name, if one was deleted."""
-        s, ref = self.settings, self.ref
-        owned = await self.owned()
-        if owned is False:
-            log.warning("namespace %s does not belong to %s; nothing of it is deleted", ref.namespace,
-                        self.owner.describe())
+        """The user was removed from the hub. First their namespace and home are retired (no
+        longer theirs, nor anyone's: a newcomer with the name gets new ones even if what
+        follows fails); then the vCluster goes (static ones too), the home is kept for an
+        administrator or, with ``delete_home``, deleted; the namespace is deleted with
+        ``delete_namespace``. Nothing is done to a namespace that does not record this user.
+        Returns the deleted home volume's name, if one was deleted."""
+        s = self.settings
+        found = await self.resolve()
+        if not found.owned:
+            log.warning("%s has no namespace of their own%s; nothing is deleted", self.owner.describe(),
+                        f" ({found.ref.namespace} is not theirs, or absent)" if found.ref else "")
+            if s.home_enabled and found.ref is not None and not delete_home:   # only volumes recording them
+                await s.homes.retire(found.ref, self.owner)
             return None
+        ref = found.ref
+        if s.home_enabled and not delete_home:
+            await s.homes.retire(ref, self.owner)
+        await self.ops.core.patch_namespace(ref.namespace, retire_patch(self.owner, timestamp()))
+        log.info("namespace %s of removed user %s retired", ref.namespace, self.owner.describe())
+        await self.ops.delete(ref, decided_on=await self.ops.status(ref))
         deleted = None
-        if owned:
-            await self.delete()
-        if s.home_enabled:
-            if delete_home and owned:
-                deleted = await s.homes.delete(s.home_spec, ref, self.owner, s.home_bind_timeout)
-                log.warning("deleted home volume %s of %s with its data", deleted, self.owner.name)
-            else:
-                await s.homes.retire(ref, self.owner)
-        if owned and delete_namespace:
+        if s.home_enabled and delete_home:
+            deleted = await s.homes.delete(s.home_spec, ref, self.owner, s.home_bind_timeout)
+            log.warning("deleted home volume %s of %s with its data", deleted, self.owner.name)
+        if delete_namespace:
             await ignoring(self.ops.core.delete_namespace(ref.namespace), 404)
         return deleted
 

@@ -5,14 +5,17 @@ A name is not an ownership check: templates can map two users to one namespace, 
 administrator may have made a namespace of that name for something else, and a user removed
 from the hub may come back as a different person with the same name. So every namespace the
 spawner creates, and every home volume it owns, records its owner: the raw user name, and for
-administrators the time the hub created that user (JupyterHub's ``User.created``). The spawner
-uses and deletes only what records the user it acts for (by name); anything else is refused
-with a message and left as it is. A newcomer with a removed user's name is kept from that
-user's home by retiring it at the removal (home.py) (docs/architecture.md, "Threat model").
+the time the hub created that user (JupyterHub's ``User.created``). The spawner uses and
+deletes only what records the user it acts for (by name, and by creation time where both the
+record and the caller know it); anything else is refused with a message and left as it is. A
+newcomer with a removed user's name is kept from that user's namespace and home because the
+removal retires both first (``retire_patch``, home.py), and because the newcomer's creation
+time differs (docs/architecture.md, "Threat model").
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from .names import label_value
@@ -22,6 +25,8 @@ OWNER_CREATED_ANNOTATION = "hub.jupyter.org/owner-created"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "vcluster-spawner"
 USERNAME_LABEL = "hub.jupyter.org/username"
+VCLUSTER_ANNOTATION = "hub.jupyter.org/vcluster"            # the vCluster's name in the namespace
+REMOVED_OWNER_ANNOTATION = "hub.jupyter.org/removed-owner"  # retired: "name (created …) at …"
 POD_SECURITY_LEVELS = ("restricted", "baseline")
 _POD_SECURITY = "pod-security.kubernetes.io"
 
@@ -48,14 +53,34 @@ class Owner:
         return cls(annotations[OWNER_ANNOTATION], annotations.get(OWNER_CREATED_ANNOTATION, ""))
 
     def owns(self, annotations: dict | None) -> bool:
-        """Do ``annotations`` record this user (by name)? The creation time is recorded for
-        administrators, not compared: a hub that lost its database knows every user anew, and
-        a removed user's things are retired or deleted with them (``delete_forever``)."""
+        """Do ``annotations`` record this user: the same name, and the same creation time where
+        both are known? A newcomer with a removed user's name has another creation time. A hub
+        that lost its database knows every user anew, too: an administrator hands a namespace
+        over with ``python -m vcluster_spawner adopt USER``."""
         recorded = self.recorded(annotations)
-        return recorded is not None and recorded.name == self.name
+        if recorded is None or recorded.name != self.name:
+            return False
+        return not (recorded.created and self.created) or _instant(recorded.created) == _instant(self.created)
 
     def describe(self) -> str:
         return f"{self.name!r}" + (f" (created {self.created})" if self.created else "")
+
+
+def _instant(text: str) -> datetime.datetime | str:
+    """A recorded time as an instant (the hub's ``…Z`` and Kubernetes' forms alike)."""
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def retire_patch(owner: Owner, at: str) -> dict:
+    """Merge patch that makes a removed user's namespace no one's: the owner record becomes a
+    note for administrators, so nothing (a newcomer with the name, a service) acts on it as a
+    user's again; only an administrator's command does."""
+    return {"metadata": {"annotations": {OWNER_ANNOTATION: None, OWNER_CREATED_ANNOTATION: None,
+                                         REMOVED_OWNER_ANNOTATION: f"{owner.describe()} at {at}"}}}
 
 
 def describe_recorded(annotations: dict | None) -> str:
@@ -75,22 +100,28 @@ def namespace_labels(owner: Owner, pod_security_level: str, extra: dict[str, str
     return labels
 
 
-def namespace_manifest(name: str, owner: Owner, labels: dict[str, str]) -> dict:
+def namespace_manifest(name: str, owner: Owner, labels: dict[str, str], vcluster: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": labels, "annotations": owner.annotations()}}
+            "metadata": {"name": name, "labels": labels,
+                         "annotations": {**owner.annotations(), VCLUSTER_ANNOTATION: vcluster}}}
 
 
-def namespace_repair(metadata: dict, owner: Owner, labels: dict[str, str]) -> dict | None:
-    """Merge patch that re-asserts the spawner's labels and completes the owner record on an
-    owned namespace; None when nothing differs. A tenant cannot change host namespaces, but an
-    operator or an older version of the spawner may have."""
+def namespace_repair(metadata: dict, owner: Owner, labels: dict[str, str], vcluster: str) -> dict | None:
+    """Merge patch that re-asserts the spawner's labels and completes the owner and vCluster
+    records on an owned namespace; None when nothing differs. A tenant cannot change host
+    namespaces, but an operator or an older version of the spawner may have."""
     current = metadata.get("labels") or {}
+    recorded = metadata.get("annotations") or {}
     patch: dict = {}
     changed = {k: v for k, v in labels.items() if current.get(k) != v}
     if changed:
         patch["labels"] = changed
-    if owner.created and (metadata.get("annotations") or {}).get(OWNER_CREATED_ANNOTATION) != owner.created:
-        patch["annotations"] = {OWNER_CREATED_ANNOTATION: owner.created}
+    annotations = {VCLUSTER_ANNOTATION: vcluster}
+    if owner.created:
+        annotations[OWNER_CREATED_ANNOTATION] = owner.created
+    annotations = {k: v for k, v in annotations.items() if recorded.get(k) != v}
+    if annotations:
+        patch["annotations"] = annotations
     return {"metadata": patch} if patch else None
 
 

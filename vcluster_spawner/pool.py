@@ -1,9 +1,10 @@
 """The warm pool: ready, never-used vClusters that a first start claims instead of creating one.
 
 Dynamic mode only (docs/hub.md, "Warm pool"). A member is a vCluster in a namespace of its own
-with an opaque name (``warm_pool_prefix`` and 10 random hex digits: no user's name, no user's
-data), installed with exactly the values a user's would have in that namespace, so that after
-the claim the user's start finds the values hash it wants on the StatefulSet and runs no helm.
+with an opaque name (``warm_pool_prefix``, 12 random hex digits and ``--pool``: no user's name,
+and none that a name template can produce; no user's data), installed with exactly the values
+a user's would have in that namespace, so that after the claim the user's start finds the
+values hash it wants on the StatefulSet and runs no helm.
 Which members fit which start is the *pool key*: the values hash of the settings for a
 placeholder namespace (``VClusterSpawner.pool_key``), so a profile that changes the values has
 a pool of its own.
@@ -50,9 +51,14 @@ log = logging.getLogger("vcluster_spawner.pool")
 
 # ---- names, labels and writes (pure) ------------------------------------------------------
 
+MEMBER_MARK = "--pool"   # no name template's output keeps a "--" other than a final hash mark (names.py)
+
+
 def member_ref(prefix: str) -> Ref:
-    """A new member's namespace and vCluster name: ``prefix`` and 10 random hex digits."""
-    name = f"{prefix}{secrets.token_hex(5)}"
+    """A new member's namespace and vCluster name: ``prefix``, 12 random hex digits and
+    ``--pool``, a name no user's name template can produce, so no hub user's name maps onto a
+    member (names.py)."""
+    name = f"{prefix}{secrets.token_hex(6)}{MEMBER_MARK}"
     return Ref(name, name)
 
 

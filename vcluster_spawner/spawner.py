@@ -85,6 +85,7 @@ class VClusterSpawner(KubeSpawner):
     _stop_actions: dict[Ref, asyncio.Task] = {}
     _wake_aheads: dict[Ref, asyncio.Task] = {}   # back to sleep after wake_ahead_timeout, unless started
     _woken_ahead: set[Ref] = set()               # woken ahead, no start yet
+    _wake_ahead_at: dict[Ref, float] = {}        # the last wake ahead (event loop time)
     _background: set[asyncio.Task] = set()   # strong references: the loop keeps only weak ones
     _helm: Helm | None = None
 
@@ -128,15 +129,20 @@ class VClusterSpawner(KubeSpawner):
     vcluster_namespace_template = Unicode(
         "vc-{username}", config=True,
         help="""Host namespace of a user's vCluster (one per user: upstream allows one vCluster
-        per namespace). Fields: {username} (KubeSpawner's safe slug), {userid}, {raw_username}.
-        The result is made a valid, unique DNS label (≤ 63 characters, hash-suffixed when the
-        template's output is not valid). Default: "vc-{username}".
+        per namespace). Fields: {username} (the user name itself when it is lower-case letters,
+        digits and single dashes of at most 40 characters, else a cleaned-up form with ``--`` and
+        16 hex digits of its SHA-256), {userid}, {raw_username}. The result is made a valid,
+        unique DNS label (≤ 63 characters, hash-suffixed when the template's output is not
+        valid, or has a "--" other than a final hash). This is where a *new* user's vCluster
+        goes: an existing one is found by the owner its namespace records, whatever its name
+        (vcluster_spawner/gate.py), so changing a template moves no one. Default: "vc-{username}".
         """,
     )
     vcluster_name_template = Unicode(
         "vc-{username}", config=True,
         help="""Name (Helm release) of a user's vCluster, made a valid DNS-1035 label of at most
-        53 characters (hash-suffixed when needed). It is part of every synced host object's
+        52 characters (hash-suffixed when needed; the StatefulSet controller's revision label
+        ``<name>-<hash of up to 10 characters>`` must fit 63). It is part of every synced host object's
         name, so shorter is better. Fields as for ``vcluster_namespace_template``.
         Default: "vc-{username}".
         """,
@@ -274,9 +280,11 @@ class VClusterSpawner(KubeSpawner):
     )
     warm_pool_prefix = Unicode(
         "vc-pool-", config=True,
-        help="""Name of a warm pool member's host namespace and vCluster: this prefix and 10 random
-        hex digits (no user's name: a member is anyone's until claimed). It stays the user's
-        vCluster's name after the claim. At most 43 characters. Default: "vc-pool-".""",
+        help="""Name of a warm pool member's host namespace and vCluster: this prefix, 12 random
+        hex digits and ``--pool`` (no user's name: a member is anyone's until claimed; and no
+        name a name template can produce, so no user's name maps onto a member). It stays the
+        user's vCluster's name after the claim. At most 34 characters, without "--".
+        Default: "vc-pool-".""",
     )
     wake_ahead_timeout = Float(
         120.0, config=True,
@@ -285,6 +293,13 @@ class VClusterSpawner(KubeSpawner):
         spawner wakes it in the background, so that its control plane starts while the user
         chooses a profile; if no server starts within this time it is put back to sleep (unless
         a start claimed it meanwhile). 0 disables waking ahead. Default: 120.""",
+    )
+
+    wake_ahead_min_interval = Float(
+        300.0, config=True,
+        help="""Seconds between two wakes ahead of the same vCluster, at the least: a user who
+        reloads the spawn page again and again wakes it once in this time, not each time. 0: no
+        limit. Default: 300.""",
     )
 
     # ---- home storage (docs/architecture.md "Home storage") ----------------------------------
@@ -455,10 +470,10 @@ class VClusterSpawner(KubeSpawner):
     @validate("warm_pool_prefix")
     def _validate_warm_pool_prefix(self, proposal):
         value = proposal["value"]
-        if not re.fullmatch(r"[a-z][-a-z0-9]{0,42}", value) or len(value) > 43:
-            raise TraitError(f"warm_pool_prefix must be lower-case letters, digits and '-', start with a letter and "
-                             f"be at most 43 characters (10 hex digits follow; a vCluster name has at most 53): "
-                             f"{value!r}")
+        if not re.fullmatch(r"[a-z][-a-z0-9]{0,33}", value) or "--" in value:
+            raise TraitError(f"warm_pool_prefix must be lower-case letters, digits and single '-', start with a "
+                             f"letter and be at most 34 characters (12 hex digits and '--pool' follow; a vCluster "
+                             f"name has at most 52): {value!r}")
         return value
 
     @validate("survival_notice")
@@ -493,12 +508,16 @@ class VClusterSpawner(KubeSpawner):
                              "vCluster; set virtual_namespace instead")
         fields = self._user_fields
         try:
-            self.vcluster: Ref | None = Ref(names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
-                                            names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
+            # where the templates put a new user's vCluster; an existing one is wherever the
+            # ownership gate finds it (gate.py), which sets ``vcluster``
+            self.template_vcluster: Ref | None = Ref(
+                names.expand(self.vcluster_namespace_template, fields, names.NAMESPACE_MAX),
+                names.expand(self.vcluster_name_template, fields, names.VCLUSTER_NAME_MAX))
         except names.UnknownUserId:
             if getattr(self.user, "id", None) is not None:
                 raise
-            self.vcluster = None   # the CLI or a service, which find it in the saved state (services/common.py)
+            self.template_vcluster = None   # the CLI or a service: the gate finds it by its owner
+        self.vcluster: Ref | None = self.template_vcluster
         self._virtual: VirtualClient | None = None
         self._phases: list[dict] = []
         self._options_loaded = False
@@ -622,22 +641,37 @@ class VClusterSpawner(KubeSpawner):
         starts waking now, while the user chooses (in the background: the page is not held up)."""
         form = await super().get_options_form()
         if form and self.wake_ahead_timeout > 0 and self.vcluster is not None and not self.active \
-                and self.vcluster not in self._wake_aheads:
+                and self.vcluster not in self._wake_aheads and self._may_wake_ahead(self.vcluster):
             self._wake_aheads[self.vcluster] = asyncio.ensure_future(self._wake_ahead(self.vcluster))
         return form
 
+    def _may_wake_ahead(self, ref: Ref) -> bool:
+        """At most one wake ahead per vCluster per ``wake_ahead_min_interval``: reloading the
+        spawn page must not turn into a control plane start each time."""
+        now = asyncio.get_running_loop().time()
+        if now - self._wake_ahead_at.get(ref, -float("inf")) < self.wake_ahead_min_interval:
+            return False
+        self._wake_ahead_at[ref] = now
+        return True
+
     async def _wake_ahead(self, ref: Ref) -> None:
-        """Wake ``ref`` if it is asleep; put it back to sleep after ``wake_ahead_timeout`` unless
-        a start claimed it since (the claim fence: the start's ``STARTING_AT`` makes this sleep
-        ``Superseded``, and the start cancels this task when it takes the lock)."""
+        """Wake the user's vCluster (as the ownership gate finds it) if it is asleep and not
+        being deleted; put it back to sleep after ``wake_ahead_timeout`` unless a start claimed
+        it since (the claim fence: the start's ``STARTING_AT`` makes this sleep ``Superseded``,
+        and the start cancels this task when it takes the lock)."""
         try:
+            found = await self.lifecycle.resolve()
+            if not found.owned:
+                return
+            ref = found.ref
             async with self._lock():
-                if (await self.ops.status(ref)).state != State.ASLEEP:
+                status = await self.ops.status(ref)
+                if status.state != State.ASLEEP or status.deleting:
                     return
                 self.log.info("%s: waking vCluster %s ahead of the start", self._log_name, ref)
                 # a claim: a lifecycle-service decision made before loses; the sleep below is
                 # conditional on this claim, so any start after it wins
-                woken = await self.ops.wake(ref, ahead=True)
+                woken = await self.lifecycle.wake(ahead=True)
                 self._woken_ahead.add(ref)
                 wake_ahead("woken")
             await asyncio.sleep(self.wake_ahead_timeout)
@@ -788,6 +822,7 @@ class VClusterSpawner(KubeSpawner):
         return url
 
     async def _prepare_vcluster(self) -> None:
+        found = await self.lifecycle.resolve()   # before the lock, which is the vCluster's
         async with self._lock():
             pending = self._stop_actions.pop(self.vcluster, None)
             if pending:
@@ -799,7 +834,7 @@ class VClusterSpawner(KubeSpawner):
                 self._woken_ahead.discard(self.vcluster)
                 wake_ahead("used")
             lifecycle = self.lifecycle
-            await lifecycle.bring_up(self._phase)
+            await lifecycle.bring_up(self._phase, found)
             # the host side of the notebook's prerequisites does not need the vCluster: it is
             # done while the control plane starts (a first home volume's provisioning, above all)
             host, _ = await concurrently(self._prepare_host_side(),

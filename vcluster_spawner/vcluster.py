@@ -28,8 +28,15 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.rest import ApiException
 from kubernetes_asyncio.dynamic import DynamicClient
 
+from . import ownership
 from .helm import ChartRef, Helm
-from .ownership import Owner, describe_recorded, namespace_manifest, namespace_repair
+from .ownership import (
+    USERNAME_LABEL,
+    Owner,
+    describe_recorded,
+    namespace_manifest,
+    namespace_repair,
+)
 from .translate import MANAGED_BY
 from .watches import ControlPlanePods, ControlPlanes, FailedCreates, WatchLost, host_watch
 
@@ -279,7 +286,7 @@ class VClusterOps:
         namespace = await read_or_none(self.core.read_namespace, ref.namespace)
         if namespace is None and create:
             try:
-                namespace = await self.core.create_namespace(namespace_manifest(ref.namespace, owner, labels))
+                namespace = await self.core.create_namespace(namespace_manifest(ref.namespace, owner, labels, ref.name))
             except ApiException as e:
                 if e.status != 409:
                     raise
@@ -297,11 +304,24 @@ class VClusterOps:
                         describe_recorded(metadata.get("annotations")))
             raise NotOwned(f"the host namespace {ref.namespace} meant for your virtual cluster already exists and "
                            "does not belong to you, so it was left alone; please contact the administrators")
-        repair = namespace_repair(metadata, owner, labels)
+        repair = namespace_repair(metadata, owner, labels, ref.name)
         if repair:
             await self.core.patch_namespace(ref.namespace, repair)
         if hub_binding:
             await self.ensure_hub_binding(ref, hub_binding)
+
+    async def namespaces_of(self, username_label: str) -> list[dict]:
+        """Metadata of the namespaces labelled for a user (the label narrows; the ownership gate
+        decides by the owner annotation), less those being deleted."""
+        return await self._namespaces(f"{USERNAME_LABEL}={username_label}")
+
+    async def managed_namespaces(self) -> list[dict]:
+        """Metadata of every namespace the spawner manages, less those being deleted."""
+        return await self._namespaces(f"{ownership.MANAGED_BY}={ownership.MANAGED_BY_VALUE}")
+
+    async def _namespaces(self, selector: str) -> list[dict]:
+        listed = await self.core.list_namespace(label_selector=selector)
+        return [self._json(ns.metadata) for ns in listed.items if not ns.metadata.deletion_timestamp]
 
     async def owns_namespace(self, ref: Ref, owner: Owner) -> bool | None:
         """Does the namespace record ``owner``? None when it does not exist."""

@@ -28,6 +28,7 @@ import sys
 
 from traitlets import Bool, Float
 
+from ..gate import Directory
 from ..vcluster import Ref, State, Superseded
 from ..watches import stop_host_watches
 from .common import (
@@ -136,10 +137,15 @@ class LifecycleService(HubService):
             self.log.info("decision user=%s vcluster=%s %s: %s", username, ref, action, reason)
         self._last_decision[ref] = key
 
-    async def reconcile_user(self, user: dict) -> str:
+    async def reconcile_user(self, user: dict, directory: Directory | None = None) -> str:
+        """Decide and act for one user; ``directory``: the pass's one list of namespaces."""
         spawner = await self._spawner(user)
-        ref, lifecycle = spawner.vcluster, spawner.lifecycle
+        lifecycle = spawner.lifecycle
         try:
+            found = await lifecycle.resolve(directory)
+            if not found.owned:   # nothing of theirs: whatever their name maps onto is not acted on
+                return "keep"
+            ref = found.ref
             # from the shared watches: a pass costs the host API no request per user
             status, started = await lifecycle.ops.observed(ref)
             action, reason = self._decide(user, spawner, status, parse_time(started))
@@ -169,9 +175,10 @@ class LifecycleService(HubService):
     async def reconcile(self) -> None:
         """One pass over every hub user's vCluster; one user's failure does not stop the pass."""
         users = await self.hub.users()
+        directory = await Directory.read((await self._spawner(POOL_USER)).ops)
         for user in users:
             try:
-                await self.reconcile_user(user)
+                await self.reconcile_user(user, directory)
             except Exception as e:
                 self.log.error("decision user=%s failed: %s", user["name"], e)
 

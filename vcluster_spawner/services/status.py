@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import secrets
 import sys
@@ -28,14 +29,15 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Bool, Integer, Unicode
 
+from ..gate import Directory, Found
 from ..guidance import guidance
 from ..hubpages import policy_of
 from ..pool import WarmPool
-from ..vcluster import State, Status, Superseded
+from ..vcluster import Ref, State, Status, Superseded
 from . import pages
 from .common import HubAPI, HubService, Spawners, active_servers, load_hub_config, parse_time, stop_signal
-from .inspect import inspect, read_kubeconfig
-from .warmpool import PoolView, pool_specs, pool_views, prometheus_text
+from .inspect import VClusterView, inspect, read_kubeconfig
+from .warmpool import POOL_USER, PoolView, pool_specs, pool_views, prometheus_text
 
 ACTIONS = ("sleep", "wake", "delete")
 
@@ -69,11 +71,12 @@ class StatusService(HubService):
         self.hub_home = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/home"
         self.hub_spawn = os.environ.get("JUPYTERHUB_BASE_URL", "/") + "hub/spawn"
 
-    async def lookup(self, user: dict):
-        """(spawner, vCluster ref) for a hub user model (a never-started spawner: traits, names,
-        ``lifecycle``)."""
+    async def lookup(self, user: dict, directory: Directory | None = None) -> tuple[object, Found]:
+        """(spawner, the ownership gate's answer) for a hub user model (a never-started spawner:
+        traits, names, ``lifecycle``). Nothing of a vCluster the gate does not find the user's
+        is read or shown (``directory``: the admin view's one list of namespaces)."""
         spawner = await self.spawners(user)
-        return spawner, spawner.vcluster
+        return spawner, await spawner.lifecycle.resolve(directory)
 
     async def pools(self) -> list[PoolView]:
         """The warm pools as their members show them (one namespace list)."""
@@ -141,6 +144,16 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(404, "no such user")
         return user
 
+    def take_flash(self) -> tuple[str, bool]:
+        """The outcome of the last action (a signed cookie this service set: a link cannot put
+        words on the page), shown once."""
+        cookie = self.get_signed_cookie("flash", max_age_days=1)
+        if not cookie:
+            return "", False
+        self.clear_cookie("flash", path=self.service.prefix)
+        flash = json.loads(cookie)
+        return flash["message"], flash["error"]
+
     def render_page(self, title: str, body: str, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -160,15 +173,18 @@ class IndexHandler(BaseHandler):
         service = self.service
         users = await service.hub.users() if self.is_admin else [await self.target(self.username)]
         limit = asyncio.Semaphore(service.concurrency)
+        # the admin view: one list of namespaces for every row
+        directory = await Directory.read((await service.spawners(POOL_USER)).ops) if self.is_admin else None
 
         guides: list[str] = []
 
         async def one(user):
             async with limit:
-                spawner, ref = await service.lookup(user)
-                view = await inspect(spawner.ops, ref)
+                spawner, found = await service.lookup(user, directory)
+                ref = found.ref or Ref("-", "-")
+                view = await inspect(spawner.ops, ref) if found.owned else VClusterView(ref, "absent")
                 config = await read_kubeconfig(spawner.ops, ref, service.kubeconfig_secret(user["name"], ref),
-                                               service.kubeconfig_secret_key)
+                                               service.kubeconfig_secret_key) if found.owned else None
                 if user["name"] == self.username:   # the sentences the hub's pages show too
                     told = guidance(ref.name, view.state, policy_of(spawner, service.hub_services),
                                     now=datetime.datetime.now(datetime.timezone.utc), since=view.since,
@@ -179,11 +195,11 @@ class IndexHandler(BaseHandler):
                 return pages.row(user["name"], view, user.get("servers") or {}, service.prefix,
                                  self.is_admin and service.admin_actions, config is not None)
         rows = await asyncio.gather(*(one(u) for u in sorted(users, key=lambda u: u["name"])))
-        flash = self.get_argument("message", "")
+        flash, error = self.take_flash()
         title = "Virtual clusters" if self.is_admin else "Your virtual cluster"
         pools = pages.pools(await service.pools()) if self.is_admin else ""
         self.render_page(title, "".join(guides) + pages.table(rows, self.is_admin and service.admin_actions, flash,
-                                                             error=self.get_argument("error", "") == "1") + pools)
+                                                             error=error) + pools)
 
 
 class MetricsHandler(BaseHandler):
@@ -200,9 +216,11 @@ class MetricsHandler(BaseHandler):
 class KubeconfigHandler(BaseHandler):
     async def get(self, username):
         user = await self.target(username)
-        spawner, ref = await self.service.lookup(user)
-        config = await read_kubeconfig(spawner.ops, ref, self.service.kubeconfig_secret(username, ref),
-                                       self.service.kubeconfig_secret_key)
+        spawner, found = await self.service.lookup(user)
+        config = None
+        if found.owned:   # never a Secret of a namespace the gate does not find the user's
+            config = await read_kubeconfig(spawner.ops, found.ref, self.service.kubeconfig_secret(username, found.ref),
+                                           self.service.kubeconfig_secret_key)
         if config is None:
             self.render_page("Kubeconfig", "<div class='flash err'>The kubeconfig of this virtual cluster is "
                              "not available for download (the virtual cluster is absent, or exports none for an "
@@ -220,8 +238,10 @@ class ActionHandler(BaseHandler):
         if not (self.is_admin and self.service.admin_actions):
             raise web.HTTPError(403, "only admins may change virtual clusters")
         user = await self.target(username)
-        spawner, ref = await self.service.lookup(user)
-        return user, spawner, ref
+        spawner, found = await self.service.lookup(user)
+        if not found.owned:
+            raise web.HTTPError(404, f"{username} has no virtual cluster")
+        return user, spawner, found.ref
 
     async def get(self, username, action):
         user, spawner, ref = await self._prepare_action(username)
@@ -259,7 +279,9 @@ class ActionHandler(BaseHandler):
         self._back(f"{action}: done for {ref}")
 
     def _back(self, message: str, error: bool = False) -> None:
-        self.redirect(f"{self.service.prefix}?message={quote(message)}" + ("&error=1" if error else ""))
+        self.set_signed_cookie("flash", json.dumps({"message": message, "error": error}), expires_days=None,
+                               path=self.service.prefix, httponly=True, samesite="Strict")
+        self.redirect(self.service.prefix)
 
 
 if __name__ == "__main__":
