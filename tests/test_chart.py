@@ -173,3 +173,19 @@ def test_the_z2jh_example_values_render_with_zero_to_jupyterhub(tmp_path):
     assert {"name": "vcluster-spawner-config", "configMap": {"name": "vcs-config"}} in pod["volumes"]
     mounts = pod["containers"][0]["volumeMounts"]
     assert {"name": "vcluster-spawner-config", "mountPath": "/usr/local/etc/jupyterhub/jupyterhub_config.d"} in mounts
+
+
+def test_the_annotations_and_labels_the_policies_guard_are_the_ones_the_code_writes(tmp_path):
+    """The chart's admission policies name, as strings, what the code defines as constants: the
+    annotations a wake, sleep and start act on, the home volumes' labels, the provisioning claim."""
+    from vcluster_spawner import home, vcluster
+
+    policies = {m["metadata"]["name"]: m for m in render({}, tmp_path) if m["kind"] == "ValidatingAdmissionPolicy"}
+    records = policies["vcs-hub-records"]["spec"]
+    trusted = next(v["expression"] for v in records["variables"] if v["name"] == "trusted")
+    guarded = {vcluster.PAUSED, vcluster.PAUSED_REPLICAS, vcluster.PAUSED_DATE, vcluster.VALUES_HASH,
+               vcluster.STARTING_AT, vcluster.DELETING, vcluster.WOKEN_AHEAD}
+    assert set(yaml.safe_load(trusted)) == guarded
+    volumes = json.dumps(policies["vcs-hub-volumes"]["spec"])
+    for name in (home.HOME_NAMESPACE_LABEL, home.RETIRED_HOME_LABEL, home.PROVISIONING_CLAIM):
+        assert name in volumes

@@ -347,11 +347,42 @@ async def test_the_hubs_identity_is_confined_to_the_namespaces_it_made(setup):
                                            ("escalate", "clusterroles", "", "")]:
         group = "rbac.authorization.k8s.io" if resource == "clusterroles" else ""
         assert not await allowed(s.kube, s.user, verb, resource, group, namespace, sub), (verb, resource, namespace, sub)
+    # a user namespace as the hub keeps one (managed, its RoleBinding there, a Role of the
+    # namespace as helm makes for the syncer), and a volume of another application
+    managed = f"managed-{RUN}"
+    await s.core.create_namespace({"metadata": {"name": managed, "labels": {
+        "app.kubernetes.io/managed-by": "vcluster-spawner", "pod-security.kubernetes.io/enforce": "restricted"}}})
+    await s.rbac.create_namespaced_role_binding(managed, hub_role_binding(NAMESPACE_ROLE, f"{s.namespace}/hub"))
+    await s.rbac.create_namespaced_role(managed, {"metadata": {"name": "syncer"}, "rules": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]})
+    volume = f"app-data-{RUN}"
+    await s.core.create_persistent_volume({"metadata": {"name": volume}, "spec": {
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+        "hostPath": {"path": f"/tmp/{volume}"}}})
     async with await api_client(s.kubeconfig) as hub_api:
         core, rbac = client.CoreV1Api(hub_api), client.RbacAuthorizationV1Api(hub_api)
         bystander = f"bystander-{RUN}"
         await s.core.create_namespace({"metadata": {"name": bystander}})
         attacks = {
+            # the confinement checks the namespace as it will be, not only as it was
+            "let a user namespace go (drop its label)": core.patch_namespace(
+                managed, {"metadata": {"labels": {"app.kubernetes.io/managed-by": None}}}),
+            "lower a user namespace's Pod Security": core.patch_namespace(
+                managed, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}),
+            # RoleBindings: only its own role to itself, or a Role of the namespace to its ServiceAccounts
+            "bind its namespace role to someone else": rbac.create_namespaced_role_binding(managed, {
+                "metadata": {"name": f"mallory-{RUN}"}, "subjects": [{"kind": "User", "name": "mallory",
+                                                                     "apiGroup": "rbac.authorization.k8s.io"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAMESPACE_ROLE}}),
+            "bind a namespace Role to a ServiceAccount elsewhere": rbac.create_namespaced_role_binding(managed, {
+                "metadata": {"name": f"outsider-{RUN}"}, "subjects": [{"kind": "ServiceAccount", "name": "default",
+                                                                      "namespace": "kube-system"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "syncer"}}),
+            # PersistentVolumes: only the homes it keeps
+            "set another application's volume to Delete": core.patch_persistent_volume(
+                volume, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}}),
+            "label another application's volume a user's home": core.patch_persistent_volume(
+                volume, {"metadata": {"labels": {HOME_NAMESPACE_LABEL: managed}}}),
             # RBAC allows creating RoleBindings anywhere (the first one in a new user namespace) and
             # binding the namespace role: in kube-system that would be its Secrets and pods
             "bind itself in kube-system": rbac.create_namespaced_role_binding(
@@ -377,7 +408,17 @@ async def test_the_hubs_identity_is_confined_to_the_namespaces_it_made(setup):
         assert outcomes == {name: 403 for name in attacks}, outcomes
     assert (await s.core.read_namespace(bystander)).metadata.deletion_timestamp is None
     assert "app.kubernetes.io/managed-by" not in ((await s.core.read_namespace("kube-system")).metadata.labels or {})
-    await s.core.delete_namespace(bystander)
+    kept = await s.core.read_persistent_volume(volume)
+    assert kept.spec.persistent_volume_reclaim_policy == "Retain" and not kept.metadata.labels
+    # what the hub does in a user namespace it still does: its own binding, helm's for the syncer
+    async with await api_client(s.kubeconfig) as hub_api:
+        rbac = client.RbacAuthorizationV1Api(hub_api)
+        await rbac.create_namespaced_role_binding(managed, {
+            "metadata": {"name": "syncer"}, "subjects": [{"kind": "ServiceAccount", "name": "vc-x", "namespace": managed}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "syncer"}})
+    for namespace in (bystander, managed):
+        await s.core.delete_namespace(namespace)
+    await s.core.delete_persistent_volume(volume)
 
 
 def _strip(rules: list[dict], resources: set[str], verbs: set[str]) -> list[dict]:

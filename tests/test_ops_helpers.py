@@ -63,3 +63,13 @@ def test_a_control_plane_that_does_not_fail_says_what_it_waits_for():
     assert control_plane_waiting(pulling) == "its container waits: PodInitializing"
     assert control_plane_waiting({"metadata": {"name": "vc-0"}, "status": {"phase": "Running"}}) == ""
     assert control_plane_waiting(None) == ""
+
+
+def test_a_wake_restores_at_most_the_high_availability_size_whatever_the_annotation_says():
+    from vcluster_spawner.vcluster import MAX_WAKE_REPLICAS, wake_replicas
+    assert wake_replicas(None) == wake_replicas("") == wake_replicas("1") == 1
+    assert wake_replicas("3") == 3 == MAX_WAKE_REPLICAS
+    # forged by whoever could write the StatefulSet (a compromised control plane, absent the
+    # chart's admission policy): never a flood of control planes, never an error
+    assert wake_replicas("500") == MAX_WAKE_REPLICAS
+    assert wake_replicas("-2") == wake_replicas("0") == wake_replicas("lots") == 1

@@ -26,11 +26,13 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from localcluster import ClusterState
+from localcluster.kube import api_client
 from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
 from vcluster_spawner.ownership import OWNER_ANNOTATION, USERNAME_LABEL
 from vcluster_spawner.translate import host_name
 
+from .chart_support import service_account_kubeconfig
 from .helpers import gone
 from .hub import Hub, quote
 
@@ -295,6 +297,62 @@ async def test_the_tenants_credentials_open_nothing_but_their_own_vcluster(world
     # inside: the credentials Secrets mapped for this user, never the host's vc-N or N-certs
     names = {s.metadata.name for s in (await client.CoreV1Api(tenant).list_secret_for_all_namespaces()).items}
     assert not {f"vc-{ns_of(ATTACKER)}", f"{ns_of(ATTACKER)}-certs", f"vc-{ns_of(VICTIM)}"} & names, names
+
+
+# ---- a compromised control plane -------------------------------------------------------------
+
+async def test_a_compromised_control_plane_cannot_forge_what_the_hub_acts_on(world, tmp_path):
+    """The syncer's own identity (its ServiceAccount's token: what a control plane one vCluster
+    bug away from the tenant holds) tries to write what the hub trusts and acts on with its own
+    identity: helm's release records (the next start's recovery or upgrade applies them) and the
+    StatefulSet's replicas and annotations (what a wake restores, the values hash, the claim).
+    The chart's policy <release>-hub-records refuses each; the syncer's own work goes on."""
+    namespace = ns_of(ATTACKER)
+    release = namespace
+    kubeconfig = await service_account_kubeconfig(world.kube, world.cluster, namespace, f"vc-{release}",
+                                                  tmp_path / "syncer.kubeconfig")
+    admin = client.CoreV1Api(world.kube)
+    records = await admin.list_namespaced_secret(namespace, label_selector=f"owner=helm,name={release}")
+    latest = max(records.items, key=lambda s: int(s.metadata.labels["version"]))
+    sts_before = await client.AppsV1Api(world.kube).read_namespaced_stateful_set(release, namespace)
+
+    def record(name: str, kind: str) -> dict:
+        forged = base64.b64encode(b"H4sIAAAAAAAA/forged").decode()
+        return {"metadata": {"name": name, "labels": {"owner": "helm", "name": release, "status": "pending-upgrade",
+                                                      "version": "99"}},
+                "type": kind, "data": {"release": forged}}
+    async with await api_client(kubeconfig) as syncer:
+        core, apps = client.CoreV1Api(syncer), client.AppsV1Api(syncer)
+        attacks = {
+            "forge a pending release record": core.create_namespaced_secret(
+                namespace, record(f"sh.helm.release.v1.{release}.v99", "helm.sh/release.v1")),
+            "forge one as an Opaque Secret": core.create_namespaced_secret(
+                namespace, record(f"forged-{RUN}", "Opaque")),
+            "mark the latest record pending": core.patch_namespaced_secret(
+                latest.metadata.name, namespace, {"metadata": {"labels": {"status": "pending-upgrade"}}}),
+            "delete the latest record": core.delete_namespaced_secret(latest.metadata.name, namespace),
+            "raise the replicas a wake restores": apps.patch_namespaced_stateful_set(
+                release, namespace, {"metadata": {"annotations": {"loft.sh/paused-replicas": "50"}}}),
+            "forge the values hash": apps.patch_namespaced_stateful_set(
+                release, namespace, {"metadata": {"annotations": {"hub.jupyter.org/values-hash": "forged"}}}),
+            "scale the control plane": apps.patch_namespaced_stateful_set(release, namespace, {"spec": {"replicas": 3}}),
+        }
+        outcomes = {}
+        for name, attack in attacks.items():
+            try:
+                await attack
+                outcomes[name] = "ALLOWED"
+            except client.ApiException as e:
+                outcomes[name] = e.status
+        assert outcomes == {name: 403 for name in attacks}, outcomes
+        # what the syncer does for the tenant (Secrets its pods use) it still does
+        probe = await core.create_namespaced_secret(namespace, {"metadata": {"name": f"probe-{RUN}"},
+                                                                "stringData": {"a": "b"}})
+        await core.delete_namespaced_secret(probe.metadata.name, namespace)
+    after = await admin.read_namespaced_secret(latest.metadata.name, namespace)
+    assert after.metadata.labels["status"] == latest.metadata.labels["status"]
+    sts = await client.AppsV1Api(world.kube).read_namespaced_stateful_set(release, namespace)
+    assert sts.spec.replicas == sts_before.spec.replicas and sts.metadata.annotations == sts_before.metadata.annotations
 
 
 # ---- names and ownership ----------------------------------------------------------------------

@@ -211,21 +211,19 @@ async def _delete_retired(spawner, pv: dict) -> str:
 
 async def _orphans(config, hub) -> int:
     """Managed namespaces whose recorded owner is not a user of the hub (or that record none,
-    retired ones included), with what is in them, for an administrator to act on."""
-    from kubespawner.clients import shared_client
-
+    retired ones included), for an administrator to act on."""
     from .ownership import REMOVED_OWNER_ANNOTATION, Owner
     from .pool import POOL_MEMBER
+    from .services.common import spawner_for
+    from .services.warmpool import POOL_USER
 
     if hub is None:
         raise SystemExit("orphans needs the hub (JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN) to know its users")
     try:
         users = {u["name"]: u for u in await hub.users()}
-        core = shared_client("CoreV1Api")
-        listed = await core.list_namespace(label_selector="app.kubernetes.io/managed-by=vcluster-spawner")
         found = 0
-        for ns in listed.items:
-            annotations, labels = ns.metadata.annotations or {}, ns.metadata.labels or {}
+        for metadata in await spawner_for(config, POOL_USER).ops.managed_namespaces():
+            annotations, labels = metadata.get("annotations") or {}, metadata.get("labels") or {}
             recorded = Owner.recorded(annotations)
             if recorded is None and labels.get(POOL_MEMBER) == "true" and REMOVED_OWNER_ANNOTATION not in annotations:
                 continue   # a free warm pool member: the keeper's
@@ -233,13 +231,16 @@ async def _orphans(config, hub) -> int:
             if user is not None and Owner(user["name"], user.get("created") or "").owns(annotations):
                 continue
             found += 1
-            why = (f"retired: {annotations[REMOVED_OWNER_ANNOTATION]}" if REMOVED_OWNER_ANNOTATION in annotations
-                   else f"records {recorded.describe()}, " + ("not a hub user" if user is None else
-                                                               "a hub user created at another time")
-                   if recorded else "records no owner")
-            print(f"{ns.metadata.name}: {why}")
-        print(f"{found} namespace(s) without a current owner; delete one with "
-              "kubectl delete namespace NAME after its vCluster (helm uninstall), or hand it over with adopt")
+            if REMOVED_OWNER_ANNOTATION in annotations:
+                why = f"retired: {annotations[REMOVED_OWNER_ANNOTATION]}"
+            elif recorded is None:
+                why = "records no owner"
+            else:
+                why = f"records {recorded.describe()}, " + ("not a hub user" if user is None
+                                                            else "a hub user created at another time")
+            print(f"{metadata['name']}: {why}")
+        print(f"{found} namespace(s) without a current owner: delete one (its vCluster first: helm uninstall) "
+              "or hand it over with adopt")
         return 0
     finally:
         await hub.close()

@@ -98,6 +98,20 @@ class Status:
     woken_ahead: str | None = None  # when a wake ahead of a start woke it, until a start claims it
 
 
+MAX_WAKE_REPLICAS = 3   # vCluster's own high-availability size; more is never a pause's record
+
+
+def wake_replicas(recorded: str | None) -> int:
+    """The replicas a wake restores from ``loft.sh/paused-replicas``: 1 to ``MAX_WAKE_REPLICAS``,
+    1 for anything else. The annotation lives on an object of the user's namespace; the chart's
+    admission policy keeps the vCluster from writing it, and this bound holds without it."""
+    try:
+        replicas = int(recorded or 1)
+    except ValueError:
+        return 1
+    return min(max(replicas, 1), MAX_WAKE_REPLICAS)
+
+
 def status_of(sts: dict | None) -> Status:
     """The state of a vCluster from its StatefulSet as JSON (a watch event, or an API object
     serialized), None meaning absent."""
@@ -401,7 +415,7 @@ class VClusterOps:
         annotations = sts.metadata.annotations or {}
         if annotations.get(PAUSED) != "true" and not sts.spec.replicas:
             log.warning("vCluster %s was scaled down without being paused; scaling it up", ref)
-        replicas = int(annotations.get(PAUSED_REPLICAS) or 1)
+        replicas = wake_replicas(annotations.get(PAUSED_REPLICAS))
         # a wake is a claim too: a sleep or delete decided before it does nothing
         now = timestamp()
         written = await self.apps.patch_namespaced_stateful_set(ref.name, ref.namespace, {
