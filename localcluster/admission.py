@@ -5,6 +5,8 @@ makes is guarded by the real API server's ValidatingAdmissionPolicy admission.""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import subprocess
 import tempfile
@@ -17,6 +19,38 @@ from .cluster import ClusterState
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "vcluster-spawner"
 RELEASE = "local"
+# tools/ablation.py names one protection to remove here: "policy:<policy>:<validation index>" or
+# "policy:hub-records:trusted=<annotation>" (docs/ablation.md)
+ABLATION = "VCS_ABLATE"
+
+
+def ablated(doc: dict) -> dict:
+    """``doc``, a rendered or live policy, less the protection ``$VCS_ABLATE`` names (tools/ablation.py);
+    unchanged when none is named or it is another."""
+    what = os.environ.get(ABLATION, "")
+    if not what.startswith("policy:") or doc.get("kind", "ValidatingAdmissionPolicy") != "ValidatingAdmissionPolicy":
+        return doc
+    _, policy, part = what.split(":", 2)
+    if not doc["metadata"]["name"].endswith(f"-{policy}"):
+        return doc
+    doc = copy.deepcopy(doc)
+    if part.startswith("trusted="):
+        variable = next(v for v in doc["spec"]["variables"] if v["name"] == "trusted")
+        kept = [a for a in yaml.safe_load(variable["expression"]) if a != part.removeprefix("trusted=")]
+        variable["expression"] = json.dumps(kept)
+    else:
+        doc["spec"]["validations"][int(part)]["expression"] = "true"
+    return doc
+
+
+async def ablate_live(api: client.ApiClient) -> None:
+    """The same, on the policies installed in the cluster (a chart installed by a test)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    for policy in (await admission.list_validating_admission_policy()).items:
+        doc = api.sanitize_for_serialization(policy)
+        weakened = ablated(doc)
+        if weakened != doc:
+            await admission.replace_validating_admission_policy(doc["metadata"]["name"], weakened)
 
 
 def render_admission_policies(helm: Path, values: dict | None = None) -> list[dict]:
@@ -38,7 +72,7 @@ async def apply_admission_policies(api: client.ApiClient, state: ClusterState) -
     calls = {"ValidatingAdmissionPolicy": ("validating_admission_policy", admission),
              "ValidatingAdmissionPolicyBinding": ("validating_admission_policy_binding", admission)}
     names = []
-    for doc in render_admission_policies(state.binaries / "helm"):
+    for doc in map(ablated, render_admission_policies(state.binaries / "helm")):
         suffix, api_group = calls[doc["kind"]]
         name = doc["metadata"]["name"]
         try:

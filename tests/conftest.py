@@ -12,7 +12,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from localcluster import ClusterState
-from localcluster.admission import apply_admission_policies
+from localcluster.admission import ABLATION, apply_admission_policies
 from localcluster.kube import api_client
 from localcluster.launch import start_cluster
 from vcluster_spawner.watches import stop_host_watches
@@ -63,6 +63,22 @@ async def kube(cluster) -> client.ApiClient:
     yield api
     await stop_host_watches()   # those on this cluster would outlive their client
     await api.close()
+
+
+@pytest.fixture(autouse=True)
+def _ablation(request):
+    """tools/ablation.py's "host-pod-security": the Pod Security labels of every user namespace
+    removed right before the test body (after its fixtures made them), as if the spawner set none."""
+    if os.environ.get(ABLATION) == "host-pod-security" and "kube" in request.fixturenames:
+        request.getfixturevalue("_pod_security_removed")
+
+
+@pytest.fixture
+async def _pod_security_removed(kube):
+    core = client.CoreV1Api(kube)
+    for ns in (await core.list_namespace(label_selector="app.kubernetes.io/managed-by=vcluster-spawner")).items:
+        labels = {k: None for k in ns.metadata.labels or {} if k.startswith("pod-security.kubernetes.io/")}
+        await core.patch_namespace(ns.metadata.name, {"metadata": {"labels": labels}})
 
 
 @pytest.fixture

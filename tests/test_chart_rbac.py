@@ -19,6 +19,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from localcluster.admission import ablate_live
 from localcluster.kube import api_client
 from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
@@ -79,6 +80,7 @@ class Setup:
         run_helm("install", RELEASE, str(CHART), "--namespace", self.namespace, "--wait",
                  "--values", str(values_file(chart_values(), self.workdir)), home=self.workdir / "helm-admin",
                  kubeconfig=self.cluster.admin_kubeconfig)
+        await ablate_live(self.kube)   # tools/ablation.py: one protection removed, when it names one
         self.kubeconfig = await service_account_kubeconfig(self.kube, self.cluster, self.namespace, "hub",
                                                            self.workdir / "hub.kubeconfig")
         for role in (HUB_ROLE, NAMESPACE_ROLE):

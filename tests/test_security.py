@@ -31,6 +31,15 @@ from localcluster.processes import wait_for
 from vcluster_spawner.home import HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL
 from vcluster_spawner.ownership import OWNER_ANNOTATION, USERNAME_LABEL
 from vcluster_spawner.translate import host_name
+from vcluster_spawner.vcluster import (
+    DELETING,
+    PAUSED,
+    PAUSED_DATE,
+    PAUSED_REPLICAS,
+    STARTING_AT,
+    VALUES_HASH,
+    WOKEN_AHEAD,
+)
 
 from .chart_support import service_account_kubeconfig
 from .helpers import gone
@@ -183,8 +192,11 @@ async def test_a_pod_pod_security_refuses_is_refused_inside_the_vcluster(world, 
 
 
 async def test_a_tenant_who_lifts_pod_security_inside_is_stopped_by_the_host(world):
-    """Cluster-admin inside, the tenant makes a namespace that allows privileged pods; whatever
-    the vCluster admits, the host namespace's Pod Security refuses, and the tenant is told."""
+    """Cluster-admin inside, the tenant makes a namespace that allows privileged pods: refused,
+    and the tenant is told, by the vCluster's own Pod Security (it labels the namespace back) or
+    by the host's. Which layer refuses depends on a race inside the vCluster, so this test holds
+    with either layer alone; the host layer alone is attacked with the syncer's identity
+    (test_a_compromised_control_plane_cannot_forge_what_the_hub_acts_on, docs/ablation.md)."""
     tenant, kube = world.tenant, world.kube
     vcore = client.CoreV1Api(tenant)
     vns = f"lifted-{uuid.uuid4().hex[:4]}"
@@ -301,6 +313,9 @@ async def test_the_tenants_credentials_open_nothing_but_their_own_vcluster(world
 
 # ---- a compromised control plane -------------------------------------------------------------
 
+TRUSTED_ANNOTATIONS = (PAUSED, PAUSED_REPLICAS, PAUSED_DATE, VALUES_HASH, STARTING_AT, DELETING, WOKEN_AHEAD)
+
+
 async def test_a_compromised_control_plane_cannot_forge_what_the_hub_acts_on(world, tmp_path):
     """The syncer's own identity (its ServiceAccount's token: what a control plane one vCluster
     bug away from the tenant holds) tries to write what the hub trusts and acts on with its own
@@ -331,12 +346,17 @@ async def test_a_compromised_control_plane_cannot_forge_what_the_hub_acts_on(wor
             "mark the latest record pending": core.patch_namespaced_secret(
                 latest.metadata.name, namespace, {"metadata": {"labels": {"status": "pending-upgrade"}}}),
             "delete the latest record": core.delete_namespaced_secret(latest.metadata.name, namespace),
-            "raise the replicas a wake restores": apps.patch_namespaced_stateful_set(
-                release, namespace, {"metadata": {"annotations": {"loft.sh/paused-replicas": "50"}}}),
-            "forge the values hash": apps.patch_namespaced_stateful_set(
-                release, namespace, {"metadata": {"annotations": {"hub.jupyter.org/values-hash": "forged"}}}),
             "scale the control plane": apps.patch_namespaced_stateful_set(release, namespace, {"spec": {"replicas": 3}}),
+            # the host namespace's Pod Security is all that stands here: the syncer's identity
+            # creates host pods directly, past the vCluster's own Pod Security
+            "run a privileged pod on the host": core.create_namespaced_pod(namespace, pod(
+                f"privileged-{RUN}", containers=with_container(privileged=True))),
         }
+        # each annotation the hub acts on (a wake's replicas, the values hash, the claim, the
+        # delete mark, the pause), forged on its own
+        for annotation in TRUSTED_ANNOTATIONS:
+            attacks[f"forge {annotation}"] = apps.patch_namespaced_stateful_set(
+                release, namespace, {"metadata": {"annotations": {annotation: "50"}}})
         outcomes = {}
         for name, attack in attacks.items():
             try:

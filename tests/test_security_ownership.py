@@ -9,8 +9,10 @@ administrator may have made the namespace. Here the templates are one fixed name
 users' templates give the victim's namespace, whatever the cause would be on a real hub.
 
 Seen to get through before the gate (at 66247bb, where each caller used the name template):
-the status page served the victim's kubeconfig to the attacker, and the lifecycle service put
-the victim's running vCluster to sleep because the attacker had no server.
+the status page showed the attacker the victim's running vCluster with a kubeconfig download,
+and the lifecycle service put the victim's vCluster to sleep in the middle of its start on
+behalf of another user whose name mapped onto it (that user had no server). Each caller's gate
+call removed on its own: docs/ablation.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import uuid
 import pytest
 from kubernetes_asyncio import client
 
-from localcluster.processes import free_port
+from localcluster.processes import free_port, wait_for
 
 from .hub import Hub, quote
 
@@ -45,6 +47,8 @@ c.Authenticator.admin_users = {{"{ADMIN}"}}
 c.VClusterHub.status_port = {free_port()}
 c.VClusterHub.lifecycle_interval = 1
 c.VClusterHub.lifecycle_grace_period = 2
+c.VClusterSpawner.wake_ahead_min_interval = 0
+c.VClusterSpawner.profile_list = [{{"display_name": "Default", "slug": "default", "default": True}}]
 '''
 
 
@@ -110,6 +114,26 @@ async def test_a_user_whose_name_lands_on_another_users_vcluster_gets_nothing_of
         url = (await hub.user_model(VICTIM))["servers"][""]["url"]
         status, _ = await hub.request("GET", f"{hub.url}{url}api/status")
         assert status == 200
+
+        # wake-ahead: the victim's vCluster asleep, the attacker opens the spawn page
+        await hub.stop_server(VICTIM)
+
+        async def asleep():
+            sts = await apps.read_namespaced_stateful_set(TARGET, TARGET)
+            return sts.spec.replicas == 0 and sts
+        await wait_for(asleep, timeout=120, what="the victim's vCluster asleep after the stop")
+        status, _ = await fetch(attacker, f"{hub.url}/hub/spawn")
+        assert status == 200
+        await asyncio.sleep(8)
+        sts = await apps.read_namespaced_stateful_set(TARGET, TARGET)
+        assert sts.spec.replicas == 0 and "hub.jupyter.org/woken-ahead-at" not in (sts.metadata.annotations or {})
+
+        # the attacker's removal from the hub takes nothing of the victim's
+        status, body = await hub.api("DELETE", f"/users/{quote(ATTACKER)}", timeout=300)
+        assert status == 204, body
+        namespace = await core.read_namespace(TARGET)
+        assert namespace.metadata.annotations.get("hub.jupyter.org/owner") == VICTIM, namespace.metadata.annotations
+        await apps.read_namespaced_stateful_set(TARGET, TARGET)   # still there
     finally:
         for session in sessions:
             await session.close()
