@@ -82,9 +82,21 @@ def test_long_asleep_is_deleted_in_dynamic_mode_or_when_opted_in():
 
 
 @pytest.mark.parametrize("text,value", [("250m", Decimal("0.25")), ("2", 2), ("1Gi", 2 ** 30), ("512Mi", 2 ** 29),
-                                        ("1k", 1000), ("0", 0)])
+                                        ("1k", 1000), ("0", 0), ("1e3", 1000), ("5E-2", Decimal("0.05")),
+                                        ("500n", Decimal("0.0000005")), ("1Pi", 2 ** 50), ("1.5", Decimal("1.5")),
+                                        ("2u", Decimal("0.000002")), ("1Ei", 2 ** 60)])
 def test_quantity(text, value):
     assert quantity(text) == value
+
+
+def test_one_tenants_odd_quantity_does_not_break_the_page():
+    """Every form the API server accepts is read; the row of a tenant whose pods carry odd
+    values renders (each of these once turned the whole admin page into a 500)."""
+    for text in ("1e3", "500n", "1Pi"):
+        view = VClusterView(Ref("vc-x", "vc-x"), "running", cpu_requests=quantity(text), memory_requests=quantity(text))
+        assert "vc-x" in pages.row("x", view, {}, "/services/s/", True, kubeconfig=False)
+    with pytest.raises(ValueError):
+        quantity("lots")
 
 
 def test_status_rows_escape_and_offer_actions_by_state():

@@ -4,6 +4,8 @@ attack test that passes with its protection removed proves nothing. Writes docs/
 
     python tools/ablation.py [--cluster STATE_DIR] [--only SUBSTRING] [--out docs/ablation.md]
 
+A whole run takes about an hour on 2 cores (2 min a protection); it is not part of make test.
+
 How each kind of protection is removed (nothing of it is in the product's code paths):
 - an admission policy's rule: the rendered policy, as the tests apply it, with that rule's
   expression replaced by ``true`` (``localcluster.admission.ablated``; ``VCS_ABLATE``);
@@ -21,6 +23,7 @@ The hub's RBAC rules have an ablation of their own in the suite
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -59,6 +62,12 @@ PROTECTIONS = [
                (SECURITY + "test_a_service_reaching_outside_the_namespace_is_refused_by_the_host",)),
     Protection("tenant-workloads: allowed Service types", "policy:tenant-workloads:2",
                (SECURITY + "test_a_service_reaching_outside_the_namespace_is_refused_by_the_host",)),
+    Protection("tenant-workloads: no spec.nodeName", "policy:tenant-workloads:3",
+               (SECURITY + "test_a_pod_placed_past_the_scheduler_is_refused_by_the_host",)),
+    Protection("tenant-workloads: allowed nodeSelector keys and tolerations", "policy:tenant-workloads:4",
+               (SECURITY + "test_a_pod_placed_past_the_scheduler_is_refused_by_the_host",)),
+    Protection("tenant-workloads: no claim selectors", "policy:tenant-workloads:5",
+               (SECURITY + "test_a_claim_that_selects_volumes_by_label_is_refused_by_the_host",)),
     Protection("tenant-volumes: a claim names only volumes reserved for its namespace", "policy:tenant-volumes:0",
                (SECURITY + "test_a_claim_naming_a_volume_not_reserved_for_the_tenant_is_refused",)),
     Protection("hub-confinement: managed namespaces only, before and after", "policy:hub-confinement:0",
@@ -69,6 +78,8 @@ PROTECTIONS = [
     Protection("hub-records: helm release records", "policy:hub-records:0", (COMPROMISED,)),
     Protection("hub-records: StatefulSet replicas and trusted annotations", "policy:hub-records:1", (COMPROMISED,)),
     *(Protection(f"hub-records: annotation {a}", f"policy:hub-records:trusted={a}", (COMPROMISED,)) for a in TRUSTED),
+    Protection("a ResourceQuota and LimitRange in every vCluster's namespace", "default-quota",
+               (SECURITY + "test_a_tenant_cannot_fill_the_host_without_bound",)),
     Protection("host namespace Pod Security labels", "host-pod-security",
                (COMPROMISED, SECURITY + "test_a_tenant_who_lifts_pod_security_inside_is_stopped_by_the_host")),
     Protection("ownership gate: status page (rows, download, admin actions)", "gate@vcluster_spawner.services.status",
@@ -119,15 +130,28 @@ def start_cluster(state_dir: Path) -> subprocess.Popen:
     return proc
 
 
-def table(rows: list[tuple[Protection, list[str], float]], baseline: float) -> str:
-    lines = ["| protection | removed as | attack tests run | failed with it removed | verdict |",
+def table(results: dict) -> str:
+    """docs/ablation.md from every result recorded (results.json beside it), in PROTECTIONS' order."""
+    lines = ["| protection | removed as | attack tests run | failed with it removed | verdict (run time, commit) |",
              "| --- | --- | --- | --- | --- |"]
-    for protection, failed, seconds in rows:
-        verdict = "killed" if failed else "**SURVIVED: a gap**"
+    for protection in PROTECTIONS:
+        result = results.get(protection.ablation)
+        if result is None:
+            lines.append(f"| {protection.name} | `{protection.ablation}` | | not run yet | |")
+            continue
+        verdict = "killed" if result["failed"] else "**SURVIVED: a gap**"
         tests = "<br>".join(f"`{t.split('::')[-1]}`" for t in protection.tests)
-        lines.append(f"| {protection.name} | `{protection.ablation}` | {tests} | "
-                     f"{'<br>'.join(f'`{f}`' for f in failed) or 'none'} | {verdict} ({seconds:.0f} s) |")
-    return "\n".join(lines) + f"\n\nBaseline (nothing removed): every test above passed, {baseline:.0f} s.\n"
+        failed = "<br>".join(f"`{f}`" for f in result["failed"]) or "none"
+        lines.append(f"| {protection.name} | `{protection.ablation}` | {tests} | {failed} | "
+                     f"{verdict} ({result['seconds']:.0f} s, {result['commit']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return done.stdout.strip() + ("+changes" if dirty else "")
 
 
 def main() -> int:
@@ -137,6 +161,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "ablation.md"))
     args = parser.parse_args()
     protections = [p for p in PROTECTIONS if args.only in p.name or args.only in p.ablation]
+    out = Path(args.out)
+    store = out.with_suffix(".json")
+    results = json.loads(store.read_text()) if store.exists() else {}
     workdir = Path(tempfile.mkdtemp(prefix="ablation-"))
     proc = None
     cluster = Path(args.cluster) if args.cluster else workdir / "cluster"
@@ -149,26 +176,29 @@ def main() -> int:
         if failed:
             raise SystemExit(f"the attack tests fail with every protection in place: {failed} "
                              f"({workdir / 'baseline' / 'pytest.log'})")
-        baseline = time.monotonic() - started
-        rows = []
         for n, protection in enumerate(protections):
             begun = time.monotonic()
-            failed, passed = run_tests(protection.tests, protection.ablation, cluster, workdir / f"run{n}")
-            rows.append((protection, failed, time.monotonic() - begun))
+            failed, _ = run_tests(protection.tests, protection.ablation, cluster, workdir / f"run{n}")
+            results[protection.ablation] = {"failed": failed, "seconds": round(time.monotonic() - begun),
+                                            "commit": commit()}
+            store.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             print(f"{protection.name}: {'killed by ' + ', '.join(failed) if failed else 'SURVIVED'}", flush=True)
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(120)
-    total = time.monotonic() - started
-    Path(args.out).write_text(
-        "# Ablation run\n\nGenerated by `python tools/ablation.py` (docs in its docstring): each protection "
-        "removed on its own, the attack tests that claim it run against the weakened product on the real "
-        "vCluster 0.36.1. A protection that no test kills is a gap. The hub's RBAC rules have their own ablation "
-        "in the suite (`tests/test_chart_rbac.py::test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step`)."
-        f"\n\n{table(rows, baseline)}\nWhole run: {total / 60:.0f} min on this machine (2 cores).\n")
-    print(f"wrote {args.out}; {sum(1 for r in rows if not r[1])} protection(s) survived")
-    return 1 if any(not r[1] for r in rows) else 0
+    out.write_text(
+        "# Ablation run\n\nGenerated by `python tools/ablation.py` (how each protection is removed: its docstring). "
+        "Each protection is removed on its own and the attack tests that claim it run against the weakened product "
+        "on the real vCluster 0.36.1, after a baseline run in which they all pass. A protection that no test kills "
+        "is a gap. Results are kept in `docs/ablation.json`; `--only TEXT` re-runs some protections and keeps the "
+        "others' results. The hub's RBAC rules have their own ablation in the suite "
+        "(`tests/test_chart_rbac.py::test_removing_any_rule_of_the_hubs_roles_breaks_a_lifecycle_step`).\n\n"
+        f"{table(results)}\nLast run: {len(protections)} protection(s) in {(time.monotonic() - started) / 60:.0f} min "
+        "on this machine (2 cores; about 2 min a protection, the baseline first).\n")
+    survived = [p.name for p in PROTECTIONS if p.ablation in results and not results[p.ablation]["failed"]]
+    print(f"wrote {out}; survived: {survived or 'none'}")
+    return 1 if survived else 0
 
 
 if __name__ == "__main__":

@@ -17,16 +17,33 @@ from kubernetes_asyncio.client.rest import ApiException
 from ..vcluster import Ref, State, VClusterOps, control_plane_failure, read_or_none
 from .common import parse_time
 
-_SUFFIXES = {"": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_SUFFIXES = {"": 1, "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("0.001"), "k": 10**3, "M": 10**6,
+             "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+# the API server's quantity grammar (k8s.io/apimachinery pkg/api/resource/quantity.go): a signed
+# decimal number, then a binary or decimal SI suffix or a decimal exponent ("1e3", "5E-2")
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?")
 
 
 def quantity(text: str) -> Decimal:
-    """A Kubernetes quantity ("250m", "1Gi", "2") as a number."""
-    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(text))
-    if not match or match.group(2) not in _SUFFIXES:
+    """A Kubernetes quantity ("250m", "1Gi", "2", "1e3", "500n") as a number; ``ValueError``
+    for anything the API server would not have accepted."""
+    match = _QUANTITY.fullmatch(str(text).strip())
+    if not match:
         raise ValueError(f"not a quantity: {text!r}")
-    return Decimal(match.group(1)) * _SUFFIXES[match.group(2)]
+    number, suffix = Decimal(match.group(1)), match.group(2) or ""
+    if suffix not in _SUFFIXES:   # a decimal exponent
+        return number.scaleb(int(suffix[1:]))
+    return number * _SUFFIXES[suffix]
+
+
+def _requested(value) -> Decimal:
+    """One container's request as a number; 0 for one that cannot be read (it is a tenant's:
+    one odd value must not turn a page of every user's clusters into an error)."""
+    try:
+        return quantity(value)
+    except (ValueError, ArithmeticError):
+        return Decimal(0)
 
 
 @dataclass
@@ -77,8 +94,8 @@ async def inspect(ops: VClusterOps, ref: Ref) -> VClusterView:
         view.pods += 1
         for c in pod.spec.containers:
             requests = (c.resources.requests if c.resources else None) or {}
-            view.cpu_requests += quantity(requests.get("cpu", "0"))
-            view.memory_requests += quantity(requests.get("memory", "0"))
+            view.cpu_requests += _requested(requests.get("cpu", "0"))
+            view.memory_requests += _requested(requests.get("memory", "0"))
     return view
 
 
