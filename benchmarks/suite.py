@@ -77,6 +77,7 @@ c.VClusterSpawner.profile_list = [
     {"display_name": "Wake-ahead", "slug": "wake-ahead", "kubespawner_override": {"stop_action": "sleep"}},
 ]
 c.VClusterSpawner.wake_ahead_timeout = 300
+c.VClusterSpawner.wake_ahead_min_interval = 0   # each run wakes the same user ahead again
 c.VClusterHub.lifecycle_pool_interval = 2
 """
 FIRST_START_KINDS = {"pool": "delete", "wake-ahead": "sleep", "warm-interleaved": "pod only"}

@@ -60,3 +60,16 @@ def processes_matching(marker: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+async def attack_outcomes(attacks: dict) -> dict:
+    """name -> the API server's status for each attack (an awaitable request), "ALLOWED" when
+    it went through; the caller asserts every one was refused."""
+    outcomes = {}
+    for name, attack in attacks.items():
+        try:
+            await attack
+            outcomes[name] = "ALLOWED"
+        except ApiException as e:
+            outcomes[name] = e.status
+    return outcomes

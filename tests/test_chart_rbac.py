@@ -36,6 +36,7 @@ from .chart_support import (
     wait_authorized,
     write_chart_config,
 )
+from .helpers import attack_outcomes
 from .hub import Hub
 from .vclusters import vcluster_chart
 
@@ -400,13 +401,7 @@ async def test_the_hubs_identity_is_confined_to_the_namespaces_it_made(setup):
             "run a pod in default": core.create_namespaced_pod("default", {"metadata": {"name": "x"}, "spec": {
                 "containers": [{"name": "x", "image": "python:3.11"}]}}),
         }
-        outcomes = {}
-        for name, attack in attacks.items():
-            try:
-                await attack
-                outcomes[name] = "ALLOWED"
-            except client.ApiException as e:
-                outcomes[name] = e.status
+        outcomes = await attack_outcomes(attacks)
         assert outcomes == {name: 403 for name in attacks}, outcomes
     assert (await s.core.read_namespace(bystander)).metadata.deletion_timestamp is None
     assert "app.kubernetes.io/managed-by" not in ((await s.core.read_namespace("kube-system")).metadata.labels or {})

@@ -11,9 +11,12 @@ from traitlets import TraitError
 
 from vcluster_spawner import credentials
 from vcluster_spawner.home import (
+    HOME_NAMESPACE_LABEL,
+    RETIRED_HOME_LABEL,
     HomeSpec,
     claim_ref_fix,
     home_host_claim_name,
+    kept_for_another,
     ownership_patch,
     provisioning_claim,
     validate_access_modes,
@@ -60,6 +63,20 @@ def test_ownership_is_one_write_with_retain_the_label_and_the_owner():
     assert patch["metadata"]["labels"]["hub.jupyter.org/home-namespace"] == "vc-alice"
     assert patch["metadata"]["annotations"] == {"hub.jupyter.org/owner": "Alice Ü",
                                                 "hub.jupyter.org/owner-created": "2026-12-01T10:00:00.000001Z"}
+
+
+def test_a_volume_kept_for_someone_else_is_never_taken_as_a_new_home():
+    ref, alice = Ref("vc-alice", "vc-alice"), Owner("alice", "2026-01-01T00:00:00Z")
+
+    def pv(labels=None, annotations=None):
+        return {"metadata": {"name": "pv-1", "labels": labels or {}, "annotations": annotations or {}}}
+    assert kept_for_another(pv(), ref, alice) is None                                  # a fresh volume
+    assert kept_for_another(pv({HOME_NAMESPACE_LABEL: "vc-alice"}, alice.annotations()), ref, alice) is None
+    assert "kept for namespace vc-bob" in kept_for_another(pv({HOME_NAMESPACE_LABEL: "vc-bob"}), ref, alice)
+    assert "kept for namespace vc-bob" in kept_for_another(pv({RETIRED_HOME_LABEL: "vc-bob"}), ref, alice)
+    assert "another owner" in kept_for_another(pv(annotations=Owner("bob").annotations()), ref, alice)
+    newcomer = Owner("alice", "2026-06-01T00:00:00Z")
+    assert "another owner" in kept_for_another(pv(annotations=alice.annotations()), ref, newcomer)
 
 
 def test_the_virtual_claim_names_the_volume_and_its_class_even_when_empty():

@@ -131,6 +131,7 @@ async def test_the_warm_pool_serves_first_starts_is_raced_for_and_replenished(cl
 WAKE_AHEAD = '''
 c.VClusterSpawner.vcluster_mode = "static"
 c.VClusterSpawner.wake_ahead_timeout = 20
+c.VClusterSpawner.wake_ahead_min_interval = 0   # the test wakes it ahead twice in a row
 c.VClusterSpawner.profile_list = [
     {"display_name": "Small", "slug": "small", "default": True},
     {"display_name": "Large", "slug": "large"},

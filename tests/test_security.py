@@ -42,7 +42,7 @@ from vcluster_spawner.vcluster import (
 )
 
 from .chart_support import service_account_kubeconfig
-from .helpers import gone
+from .helpers import attack_outcomes, gone
 from .hub import Hub, quote
 
 pytestmark = [pytest.mark.security, pytest.mark.hub]
@@ -428,13 +428,7 @@ async def test_a_compromised_control_plane_cannot_forge_what_the_hub_acts_on(wor
         for annotation in TRUSTED_ANNOTATIONS:
             attacks[f"forge {annotation}"] = apps.patch_namespaced_stateful_set(
                 release, namespace, {"metadata": {"annotations": {annotation: "50"}}})
-        outcomes = {}
-        for name, attack in attacks.items():
-            try:
-                await attack
-                outcomes[name] = "ALLOWED"
-            except client.ApiException as e:
-                outcomes[name] = e.status
+        outcomes = await attack_outcomes(attacks)
         assert outcomes == {name: 403 for name in attacks}, outcomes
         # what the syncer does for the tenant (Secrets its pods use) it still does
         probe = await core.create_namespaced_secret(namespace, {"metadata": {"name": f"probe-{RUN}"},
@@ -505,6 +499,31 @@ async def test_a_newcomer_with_a_removed_users_name_gets_a_new_home(cluster, kub
         await hub.stop_server(user)
     finally:
         await hub.stop()
+
+
+async def test_a_home_kept_for_someone_else_is_not_taken_by_a_new_users_start(cluster, kube, tmp_path):
+    """An administrator made a home for someone (migrated data): an Available volume of the home
+    class, labelled for that person's namespace. A new user's provisioning claim binds it (static
+    binding comes before the provisioner); the spawner does not relabel it as the new user's,
+    refuses the start with the reason, and the volume stays as the administrator made it."""
+    core = client.CoreV1Api(kube)
+    user, volume, kept_for = f"pam{RUN}", f"migrated-{RUN}", f"vc-someone-{RUN}"
+    await core.create_persistent_volume({"metadata": {"name": volume, "labels": {HOME_NAMESPACE_LABEL: kept_for}},
+                                         "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
+                                                  "persistentVolumeReclaimPolicy": "Retain",
+                                                  "storageClassName": "local-rwx",
+                                                  "hostPath": {"path": f"/tmp/{volume}"}}})
+    hub = await Hub(tmp_path / "hub", cluster).start()
+    try:
+        message = await refused_start(hub, user)
+        assert "kept for someone else" in message and volume in message, message
+        pv = await core.read_persistent_volume(volume)
+        assert pv.metadata.labels == {HOME_NAMESPACE_LABEL: kept_for}, pv.metadata.labels
+        assert OWNER_ANNOTATION not in (pv.metadata.annotations or {})
+    finally:
+        await hub.api("DELETE", f"/users/{quote(user)}", timeout=300)
+        await hub.stop()
+        await core.delete_persistent_volume(volume)
 
 
 # unique per run: a namespace left by an earlier run belongs to that run's (different) user

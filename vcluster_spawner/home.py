@@ -93,6 +93,21 @@ def is_owned_home(pv: dict, ref: Ref, owner: Owner) -> bool:
             and Owner.recorded(metadata.get("annotations")) == owner)
 
 
+def kept_for_another(pv: dict, ref: Ref, owner: Owner) -> str | None:
+    """Why ``pv`` is not this user's to own, in an administrator's words; None when it is free
+    (unlabelled, recording no one else) or already theirs. A provisioning claim binds whatever
+    Available volume of its class fits, an administrator's pre-created home among them."""
+    metadata = pv["metadata"]
+    labels = metadata.get("labels") or {}
+    for label in (HOME_NAMESPACE_LABEL, RETIRED_HOME_LABEL):
+        if labels.get(label) and labels[label] != ref.namespace:
+            return f"volume {metadata['name']} is kept for namespace {labels[label]} ({label})"
+    recorded = Owner.recorded(metadata.get("annotations"))
+    if recorded is not None and not owner.owns(metadata.get("annotations")):
+        return f"volume {metadata['name']} records another owner, {recorded.describe()}"
+    return None
+
+
 def claim_ref_fix(pv: dict, namespace: str, claim: str, current_claim_uid: str | None) -> list[dict] | None:
     """JSON patch that points ``pv`` at ``namespace/claim`` and drops a stale uid; None when it
     already does. The claimRef is never cleared: an empty claimRef would let any claim bind."""
@@ -209,6 +224,15 @@ class HomeVolumes:
         return await self._own(claim["spec"]["volumeName"], ref, owner)
 
     async def _own(self, pv_name: str, ref: Ref, owner: Owner) -> dict:
+        """Label and own the volume, unless it is kept for someone else (``kept_for_another``):
+        that one is never relabelled, whatever bound it."""
+        current = self.core.api_client.sanitize_for_serialization(await self.core.read_persistent_volume(pv_name))
+        refusal = kept_for_another(current, ref, owner)
+        if refusal:
+            log.warning("home of %s: %s; not taken", ref.namespace, refusal)
+            raise VClusterError(f"your new home volume was bound to a volume kept for someone else ({refusal}); "
+                                "it was left as it is; please contact the administrators (pre-created homes "
+                                "must be reserved for their namespace, docs/install.md)")
         pv = await self.core.patch_persistent_volume(pv_name, ownership_patch(ref, owner))
         return self.core.api_client.sanitize_for_serialization(pv)
 

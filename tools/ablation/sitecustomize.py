@@ -12,11 +12,19 @@ _NAMED = Path(__file__).with_name("ablation.txt")
 ABLATION = _NAMED.read_text().strip() if _NAMED.exists() else os.environ.get("VCS_ABLATE", "")
 
 
+def _module(frame) -> str:
+    """A frame's module by its import name: a module run with ``python -m`` (the services, the
+    CLI) is "__main__" by ``__name__`` and itself by ``__spec__``."""
+    spec = frame.f_globals.get("__spec__")
+    return spec.name if spec is not None else frame.f_globals.get("__name__", "")
+
+
 def _called_from(caller: str) -> bool:
     """Is ``caller`` ("module" or "module:function") on the stack?"""
     module, _, function = caller.partition(":")
-    return any(frame.frame.f_globals.get("__name__") == module and function in ("", frame.function)
-               for frame in inspect.stack()[2:])
+    if module == "__main__":   # the operator CLI, as the first ablation runs named it
+        module = "vcluster_spawner.__main__"
+    return any(_module(frame.frame) == module and function in ("", frame.function) for frame in inspect.stack()[2:])
 
 
 def _trust_names_in(caller: str) -> None:
@@ -45,6 +53,10 @@ def _apply(ablation: str) -> None:
         from vcluster_spawner import lifecycle
 
         lifecycle.retire_patch = lambda owner, at: {"metadata": {}}
+    elif ablation == "home-kept":       # any volume the provisioning claim binds is taken
+        from vcluster_spawner import home
+
+        home.kept_for_another = lambda pv, ref, owner: None
     elif ablation == "wake-cap":
         from vcluster_spawner import vcluster
 
