@@ -142,7 +142,7 @@ async def test_a_user_whose_name_lands_on_another_users_vcluster_gets_nothing_of
         await hub.stop()
 
 
-NEWCOMER = f"olaf{RUN}"
+NEWCOMER, KEPT = f"olaf{RUN}", f"quinn{RUN}"
 KEEP_NAMESPACES = 'c.VClusterSpawner.stop_action = "sleep"\nc.VClusterSpawner.delete_namespace_on_delete_forever = False\n'
 
 
@@ -181,10 +181,23 @@ async def test_a_newcomer_with_a_removed_users_name_inherits_nothing_of_theirs(c
         done = subprocess.run([sys.executable, "-m", "vcluster_spawner", "-f", str(hub.workdir / "jupyterhub_config.py"),
                                "orphans"], env=env, cwd=hub.workdir, capture_output=True, text=True)
         assert done.returncode == 0 and f"{namespace}: retired: {NEWCOMER!r}" in done.stdout, done.stdout + done.stderr
+
+        # a removed user's namespace that no removal retired (an earlier version's removal kept it
+        # as it was): it records the name, and the hub's creation time of someone else
+        await core.create_namespace({"metadata": {"name": f"vc-{KEPT}", "labels": {
+            "app.kubernetes.io/managed-by": "vcluster-spawner", "hub.jupyter.org/username": KEPT,
+            "pod-security.kubernetes.io/enforce": "restricted"}, "annotations": {
+            "hub.jupyter.org/owner": KEPT, "hub.jupyter.org/owner-created": "2020-01-01T00:00:00.000000Z"}}})
+        await hub.add_user(KEPT)
+        status, body = await hub.api("POST", hub.server_path(KEPT), {}, timeout=300)
+        message = body["message"] if status >= 400 else (await hub.wait_progress(KEPT))[-1]["message"]
+        assert "does not belong to you" in message, message
     finally:
-        await hub.api("DELETE", f"/users/{quote(NEWCOMER)}", timeout=300)
+        for user in (NEWCOMER, KEPT):
+            await hub.api("DELETE", f"/users/{quote(user)}", timeout=300)
         await hub.stop()
-        try:
-            await core.delete_namespace(namespace)
-        except client.ApiException:
-            pass
+        for name in (namespace, f"vc-{KEPT}"):
+            try:
+                await core.delete_namespace(name)
+            except client.ApiException:
+                pass
