@@ -107,3 +107,14 @@ async def test_a_survival_notice_with_an_unknown_field_is_refused_at_start_up(mo
         VClusterSpawner(_mock=True, user=user, survival_notice="Save your work in {homedir}.")
     ok = VClusterSpawner(_mock=True, user=user, survival_notice="Save your work in {home}; {cluster} is wiped.")
     assert ok.survival_notice.endswith("is wiped.")
+
+
+@pytest.mark.parametrize("action", ["sleep", "delete"])
+async def test_the_stop_action_of_a_refused_start_touches_nothing_that_is_not_the_users(monkeypatch, action):
+    """A start refused because the namespace its name maps onto is someone else's is cleaned up
+    with the stop action: the gate finds nothing of the user's, so nothing is slept or deleted
+    (before the gate, the clean-up uninstalled whatever vCluster that namespace held)."""
+    s = spawner(monkeypatch, owned=False)
+    s.stop_action = action
+    await s._apply_stop_action()
+    assert s.ops.calls == ["gate alice"]

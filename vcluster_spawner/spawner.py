@@ -38,6 +38,7 @@ from .ownership import POD_SECURITY_LEVELS, Owner, hub_role_binding, namespace_l
 from .translate import host_name
 from .values import computed_values, vcluster_values, with_hash
 from .vcluster import (
+    NotOwned,
     Ref,
     State,
     Superseded,
@@ -1076,7 +1077,7 @@ class VClusterSpawner(KubeSpawner):
                 elif action == "delete" and self.vcluster_mode == "dynamic":
                     self.log.info("%s: deleting vCluster %s", self._log_name, ref)
                     await self.lifecycle.delete()
-            except Superseded as e:   # started elsewhere (a second hub, the CLI) meanwhile
+            except (Superseded, NotOwned) as e:   # started elsewhere meanwhile; or nothing of theirs (a refused start)
                 self.log.info("%s: %s", self._log_name, e)
             except Exception:
                 self.log.exception("%s: %s of vCluster %s failed", self._log_name, action, ref)
