@@ -46,7 +46,7 @@ RELEASE = "vcs"
 HUB_ROLE, NAMESPACE_ROLE = f"{RELEASE}-hub", f"{RELEASE}-hub-namespace"
 RUN = uuid.uuid4().hex[:4]   # user names unique per run: a reused cluster has old users' leftovers
 STORE = f"s3-{RUN}"          # the operator's namespace of S3 credentials (rbac.secretNamespaces)
-POLICIES = {"policies": {"resourceQuota": {"quota": {"count/pods": 30}}}}   # on by default: changed
+POLICIES = {"policies": {"resourceQuota": {"enabled": True}, "limitRange": {"enabled": True}}}
 
 
 def chart_values() -> dict:

@@ -228,12 +228,17 @@ async def test_hub_killed_mid_spawn_then_restarted_spawns_once(cluster, kube, tm
 
 async def test_a_hub_that_lost_its_database_replaces_the_leftover_pod(cluster, kube, tmp_path):
     """A new hub (fresh database) spawns a user whose old notebook pod still runs: KubeSpawner
-    removes the leftover pod, and that removal must not put the vCluster to sleep mid-spawn."""
+    removes the leftover pod, and that removal must not put the vCluster to sleep mid-spawn.
+    The new hub's lena is, to the cluster, another person (another creation time): she is
+    refused her namespace until an administrator hands it over (``adopt``)."""
     old = await hub_with_user(cluster, tmp_path / "old", "lena")
     assert (await old.start_server("lena"))[-1].get("ready"), old.log_tail()
     await old.stop()
     new = await hub_with_user(cluster, tmp_path / "new", "lena")
     try:
+        status, body = await new.api("POST", new.server_path("lena"), {}, timeout=300)
+        assert status == 400 and "does not belong to you" in body["message"], (status, body)
+        assert "now records 'lena'" in await new.operator_cli("adopt", "lena")
         events = await new.start_server("lena")
         assert events[-1].get("ready"), (events[-3:], new.log_tail())
         await notebook_status(new, "lena")

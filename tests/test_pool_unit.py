@@ -460,7 +460,7 @@ async def test_the_pools_come_from_the_profiles_and_profiles_with_the_same_value
     from vcluster_spawner.services.warmpool import pool_specs
     monkeypatch.setattr(kubespawner.spawner, "load_config", lambda **kwargs: None)
     config = Config()
-    quota = {"policies": {"resourceQuota": {"quota": {"count/pods": 50}}}}
+    quota = {"policies": {"resourceQuota": {"enabled": True}}}
     config.VClusterSpawner.profile_list = [
         {"display_name": "Small", "slug": "small", "default": True, "kubespawner_override": {"warm_pool_size": 1}},
         {"display_name": "Also small", "slug": "also", "kubespawner_override": {"warm_pool_size": 3}},

@@ -322,35 +322,6 @@ async def test_a_claim_that_selects_volumes_by_label_is_refused_by_the_host(worl
                          host_name(name, "default", ns_of(ATTACKER)), ns_of(ATTACKER))
 
 
-async def test_a_tenant_cannot_fill_the_host_without_bound(world):
-    """Cluster-admin inside, the tenant creates Services (each one made on the host at once): the
-    host namespace's ResourceQuota (upstream's, on by default: 20 Services) refuses those over
-    it, and the tenant is told."""
-    tenant, kube = world.tenant, world.kube
-    vcore = client.CoreV1Api(tenant)
-    names = [f"flood-{RUN}-{n}" for n in range(24)]
-    refused = []
-    try:
-        for name in names:
-            try:
-                await vcore.create_namespaced_service("default", {"metadata": {"name": name}, "spec": {
-                    "selector": {"app": "x"}, "ports": [{"port": 80}]}})
-            except client.ApiException as e:   # upstream creates the host Service first: the host's error
-                assert e.status == 403 and "exceeded quota" in e.body, e.body
-                refused.append(name)
-        if not refused:                        # synced afterwards: the refusal is an event
-            message = await sync_error(tenant, names[-1])
-            assert "exceeded quota" in message, message
-        quota = (await client.CoreV1Api(kube).list_namespaced_resource_quota(ns_of(ATTACKER))).items
-        assert quota and all(int(q.status.used.get("count/services", 0)) <= 20 for q in quota), quota
-    finally:
-        for name in names:
-            try:
-                await vcore.delete_namespaced_service(name, "default")
-            except client.ApiException:
-                pass
-
-
 async def test_the_notebook_itself_passes_restricted_and_tokens_stay_out_of_annotations(world):
     """The notebook pod runs under "restricted" (the host enforces it, so its existence is the
     proof) and no service-account token sits in a host pod's annotations."""

@@ -78,8 +78,6 @@ PROTECTIONS = [
     Protection("hub-records: helm release records", "policy:hub-records:0", (COMPROMISED,)),
     Protection("hub-records: StatefulSet replicas and trusted annotations", "policy:hub-records:1", (COMPROMISED,)),
     *(Protection(f"hub-records: annotation {a}", f"policy:hub-records:trusted={a}", (COMPROMISED,)) for a in TRUSTED),
-    Protection("a ResourceQuota and LimitRange in every vCluster's namespace", "default-quota",
-               (SECURITY + "test_a_tenant_cannot_fill_the_host_without_bound",)),
     Protection("host namespace Pod Security labels", "host-pod-security",
                (COMPROMISED, SECURITY + "test_a_tenant_who_lifts_pod_security_inside_is_stopped_by_the_host")),
     Protection("ownership gate: status page (rows, download, admin actions)", "gate@vcluster_spawner.services.status",

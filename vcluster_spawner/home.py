@@ -226,8 +226,10 @@ class HomeVolumes:
     async def _own(self, pv_name: str, ref: Ref, owner: Owner) -> dict:
         """Label and own the volume, unless it is kept for someone else (``kept_for_another``):
         that one is never relabelled, whatever bound it."""
-        current = self.core.api_client.sanitize_for_serialization(await self.core.read_persistent_volume(pv_name))
-        refusal = kept_for_another(current, ref, owner)
+        # a list by name: the hub may list and patch volumes, not get them (docs/install.md, RBAC)
+        listed = await self.core.list_persistent_volume(field_selector=f"metadata.name={pv_name}")
+        current = self.core.api_client.sanitize_for_serialization(listed.items[0]) if listed.items else None
+        refusal = current is not None and kept_for_another(current, ref, owner)
         if refusal:
             log.warning("home of %s: %s; not taken", ref.namespace, refusal)
             raise VClusterError(f"your new home volume was bound to a volume kept for someone else ({refusal}); "

@@ -167,12 +167,9 @@ class VClusterSpawner(KubeSpawner):
         config=True,
         help="""Operator vcluster.yaml values for every user's vCluster, e.g. resources, storage
         class of the control plane volume, policies. Profiles may override parts of it through
-        ``kubespawner_override: {vcluster_values: {...}}`` (merged recursively). They are merged
-        over the spawner's defaults, upstream's ResourceQuota and LimitRange turned on in the
-        user's host namespace (20 pods, 20 Services, 10 CPUs and 20 GiB of requests, ...; change
-        ``policies.resourceQuota.quota`` or turn both off, vcluster_spawner/values.py); the
-        spawner's own settings (distro, export of the kubeconfig, extra SANs, telemetry off) are
-        merged on top. Default: {}.
+        ``kubespawner_override: {vcluster_values: {...}}`` (merged recursively). The spawner's own
+        settings (distro, export of the kubeconfig, extra SANs, telemetry off) are merged on top.
+        Default: {}.
         """,
     )
     vcluster_api_url_template = Unicode(

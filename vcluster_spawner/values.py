@@ -1,9 +1,8 @@
 """The vcluster.yaml values the spawner installs (pure functions).
 
-Precedence, lowest first: the spawner's defaults (``DEFAULT_VALUES``), the operator's
-``vcluster_values``, a profile's overrides of it, then what the spawner itself relies on
-(computed here), so a profile cannot break the spawner's contract with the vCluster (export
-settings, distro, SANs).
+Precedence, lowest first: the operator's ``vcluster_values``, a profile's overrides of it,
+then what the spawner itself relies on (computed here), so a profile cannot break the
+spawner's contract with the vCluster (export settings, distro, SANs).
 """
 
 from __future__ import annotations
@@ -94,18 +93,8 @@ def computed_values(name: str, namespace: str, virtual_namespace: str = "default
     return values
 
 
-# Every vCluster gets upstream's ResourceQuota and LimitRange in its host namespace (chart
-# policies.resourceQuota, limitRange "auto" follows it; upstream chart/templates/resourcequota.yaml
-# and limitrange.yaml v0.36.1): without them one tenant could create pods, Services and claims
-# without bound (the host's etcd, the hub's cluster-wide watches). Upstream's amounts (20 pods,
-# 20 Services, 10 CPUs of requests, ...) are the defaults; an operator or a profile changes them
-# in vcluster_values (policies.resourceQuota.quota), or turns both off with
-# {"policies": {"resourceQuota": {"enabled": False}, "limitRange": {"enabled": False}}}.
-DEFAULT_VALUES = {"policies": {"resourceQuota": {"enabled": True}, "limitRange": {"enabled": True}}}
-
-
 def vcluster_values(operator: dict, computed: dict) -> dict:
-    return deep_merge(deep_merge(DEFAULT_VALUES, operator), computed)
+    return deep_merge(operator, computed)
 
 
 def values_hash(values: dict, chart: str) -> str:

@@ -61,10 +61,6 @@ def _apply(ablation: str) -> None:
         from vcluster_spawner import vcluster
 
         vcluster.wake_replicas = lambda recorded: int(recorded or 1)
-    elif ablation == "default-quota":   # no ResourceQuota or LimitRange unless the operator sets them
-        from vcluster_spawner import values
-
-        values.DEFAULT_VALUES = {}
     elif ablation == "pool-mark":       # members named as before: prefix and hex digits
         from vcluster_spawner import pool
 
